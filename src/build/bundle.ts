@@ -1,0 +1,103 @@
+/**
+ * Bundles a JS/TS function entry with esbuild into one ES module, so TypeScript entries and
+ * entries with their own npm dependencies load in a worker with no loader and no
+ * node_modules lookup. Bundles are cached by content: an index per entry records the hash
+ * of every input file esbuild read, and the bundle is reused while all of them still hash
+ * the same; the bundle itself is stored under the hash of its own bytes.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as esbuild from 'esbuild';
+import { fezzError } from '../errors.js';
+
+/** Bump when the build options below change, so old cache entries are not reused. */
+const BUILD_FORMAT = 1;
+
+export interface BundleResult {
+  /** Absolute path of the bundled `.mjs`. */
+  file: string;
+  /** file:// URL of the same, for `import()`. */
+  url: string;
+  /** Whether the cache answered (no esbuild run). */
+  cached: boolean;
+}
+
+interface CacheIndex {
+  format: number;
+  esbuild: string;
+  inputs: Record<string, string>;
+  output: string;
+}
+
+const sha = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
+
+/**
+ * Bundle `entryPath` (absolute) into `cacheDir`.
+ * @param label names the function in errors, e.g. `functions/todos@1.0.0/fezz.json`.
+ * @throws FezzError FEZZ_ERR_BUILD_FAILED with esbuild's messages (file:line: text).
+ */
+export async function bundleEntry(entryPath: string, cacheDir: string, label: string): Promise<BundleResult> {
+  const indexFile = path.join(cacheDir, 'index', sha(entryPath).slice(0, 32) + '.json');
+  const hit = await readIndex(indexFile);
+  if (hit !== null) {
+    const file = path.join(cacheDir, hit.output);
+    return { file, url: pathToFileURL(file).href, cached: true };
+  }
+  let result: esbuild.BuildResult<{ write: false; metafile: true }>;
+  try {
+    result = await esbuild.build({
+      entryPoints: [entryPath],
+      bundle: true,
+      write: false,
+      metafile: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      logLevel: 'silent',
+      absWorkingDir: path.dirname(entryPath),
+      // CommonJS dependencies call require(); give the ES module bundle a real one.
+      banner: { js: "import { createRequire as __fezzCreateRequire } from 'node:module'; const require = __fezzCreateRequire(import.meta.url);" },
+    });
+  } catch (err) {
+    const errors = (err as { errors?: esbuild.Message[] }).errors ?? [];
+    const text = errors.length
+      ? errors.map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : '') + m.text).join('; ')
+      : String((err as Error).message ?? err);
+    throw fezzError('FEZZ_ERR_BUILD_FAILED', [label, path.basename(entryPath), text], err);
+  }
+  const code = result.outputFiles[0]!.contents;
+  const output = sha(code).slice(0, 32) + '.mjs';
+  const file = path.join(cacheDir, output);
+  await mkdir(path.dirname(indexFile), { recursive: true });
+  await writeAtomic(file, code);
+  const inputs: Record<string, string> = {};
+  const base = path.dirname(entryPath);
+  for (const rel of Object.keys(result.metafile.inputs)) {
+    const abs = path.resolve(base, rel);
+    inputs[abs] = sha(await readFile(abs));
+  }
+  await writeAtomic(indexFile, JSON.stringify({ format: BUILD_FORMAT, esbuild: esbuild.version, inputs, output } satisfies CacheIndex));
+  return { file, url: pathToFileURL(file).href, cached: false };
+}
+
+async function readIndex(indexFile: string): Promise<CacheIndex | null> {
+  try {
+    const index = JSON.parse(await readFile(indexFile, 'utf8')) as CacheIndex;
+    if (index.format !== BUILD_FORMAT || index.esbuild !== esbuild.version) return null;
+    await stat(path.join(path.dirname(indexFile), '..', index.output));
+    for (const [file, hash] of Object.entries(index.inputs)) {
+      if (sha(await readFile(file)) !== hash) return null;
+    }
+    return index;
+  } catch {
+    return null;
+  }
+}
+
+async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, file);
+}

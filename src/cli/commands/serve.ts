@@ -1,0 +1,59 @@
+/**
+ * `fezz serve`: load a functions directory and serve it until SIGTERM/SIGINT, then shut
+ * down gracefully (stop accepting, drain, exit 0).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createHost } from '../../host/host.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
+  return n;
+}
+
+function ms(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer (milliseconds)');
+  return n;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('serve the functions in a directory over HTTP')
+    .addOption(new Option('-d, --dir <path>', 'functions directory, one <id>@<version>/ per function').env('FEZZ_DIR').default('./functions'))
+    .addOption(new Option('-p, --port <port>', 'public listener port (0 = any free port)').env('FEZZ_PORT').default(3000).argParser(port))
+    .addOption(new Option('--host <address>', 'public listener address').env('FEZZ_LISTEN_HOST').default('127.0.0.1'))
+    .addOption(new Option('--dev', 'dev mode: stacks in 500 bodies, debug logs, access log').env('FEZZ_DEV').default(false))
+    .addOption(new Option('--access-log', 'log one line per request').default(false))
+    .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
+    .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
+    .action(async (opts: { dir: string; port: number; host: string; dev: boolean | string; accessLog: boolean; cacheDir?: string; grace: number }) => {
+      const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
+      const host = await createHost({
+        dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
+        accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace,
+      });
+      const { url } = await host.listen();
+      const fns = host.functions();
+      host.logger.info({ url, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
+      for (const f of fns) {
+        const routes = f.latest ? f.routes.map((r) => `${r.method} ${r.path}`) : [];
+        host.logger.info({ fn: f.key, runtime: f.runtime, rpc: `/rpc/${f.key}`, routes }, 'serving');
+      }
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        host.logger.info({ signal }, 'shutting down: draining in-flight requests');
+        host.close().then(() => {
+          host.logger.info('stopped');
+          process.exit(0);
+        }, (err: unknown) => {
+          host.logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+}

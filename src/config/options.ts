@@ -1,0 +1,97 @@
+/**
+ * Host options: {@link HostOptions} (what you pass, all optional) and
+ * {@link ResolvedHostOptions} (validated, every default filled, frozen).
+ * Flag and environment names are in DESIGN.md "Configuration names".
+ */
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { fezzError } from '../errors.js';
+import type { Middleware } from '../host/context.js';
+import type { CorsOptions } from '../host/middleware.js';
+
+export interface HostOptions {
+  /** The functions directory. @default './functions' (env FEZZ_DIR) */
+  dir?: string;
+  /** Public listener port; 0 picks a free one. @default 3000 (env FEZZ_PORT) */
+  port?: number;
+  /** Public listener address. @default '127.0.0.1' (env FEZZ_LISTEN_HOST) */
+  host?: string;
+  /** Dev mode: stacks in 500 bodies, debug logs, access log. @default false (env FEZZ_DEV) */
+  dev?: boolean;
+  /** Where bundles are cached. @default `<os tmpdir>/fezz-cache` */
+  cacheDir?: string;
+  /** A pino logger to use instead of the host's own. */
+  logger?: Logger;
+  /** Log level of the host's own logger. @default 'info' ('debug' in dev) */
+  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Log one line per request. @default false (true in dev) */
+  accessLog?: boolean;
+  /** CORS headers and preflight answers; off unless given. @default false */
+  cors?: false | CorsOptions;
+  /** Your middleware, run after the built-in ones and before the function. @default [] */
+  middleware?: Middleware[];
+  /** Body limit in bytes for requests no function matched. @default 1048576 (1 MiB) */
+  maxBodyBytes?: number;
+  /** How long shutdown waits for in-flight requests, in ms. @default 10000 (10 s) */
+  shutdownGraceMs?: number;
+}
+
+export interface ResolvedHostOptions {
+  readonly dir: string;
+  readonly port: number;
+  readonly host: string;
+  readonly dev: boolean;
+  readonly cacheDir: string;
+  readonly logger: Logger | null;
+  readonly logLevel: NonNullable<HostOptions['logLevel']>;
+  readonly accessLog: boolean;
+  readonly cors: false | CorsOptions;
+  readonly middleware: readonly Middleware[];
+  readonly maxBodyBytes: number;
+  readonly shutdownGraceMs: number;
+}
+
+export const DEFAULTS = {
+  dir: './functions',
+  port: 3000,
+  host: '127.0.0.1',
+  maxBodyBytes: 1024 * 1024, // 1 MiB
+  shutdownGraceMs: 10_000, // 10 s
+} as const;
+
+function int(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw fezzError('FEZZ_ERR_CONFIG_INVALID', [name, `an integer from ${min} to ${max}`, JSON.stringify(value)]);
+  }
+  return value;
+}
+
+/**
+ * Validate `options` and fill defaults.
+ * @throws FezzError FEZZ_ERR_CONFIG_INVALID naming the option, what was expected and what was received.
+ */
+export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
+  const dev = options.dev ?? false;
+  if (typeof dev !== 'boolean') throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['dev', 'a boolean', JSON.stringify(dev)]);
+  const dir = options.dir ?? DEFAULTS.dir;
+  if (typeof dir !== 'string' || dir === '') throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['dir', 'a directory path', JSON.stringify(dir)]);
+  const middleware = options.middleware ?? [];
+  if (!Array.isArray(middleware) || middleware.some((m) => typeof m !== 'function')) {
+    throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['middleware', 'an array of functions (c, next) => ...', typeof middleware]);
+  }
+  return Object.freeze({
+    dir: path.resolve(dir),
+    port: int('port', options.port ?? DEFAULTS.port, 0, 65535),
+    host: options.host ?? DEFAULTS.host,
+    dev,
+    cacheDir: path.resolve(options.cacheDir ?? path.join(os.tmpdir(), 'fezz-cache')),
+    logger: options.logger ?? null,
+    logLevel: options.logLevel ?? (dev ? 'debug' : 'info'),
+    accessLog: options.accessLog ?? dev,
+    cors: options.cors ?? false,
+    middleware: Object.freeze([...middleware]),
+    maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes ?? DEFAULTS.maxBodyBytes, 0, 2 ** 31),
+    shutdownGraceMs: int('shutdownGraceMs', options.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),
+  });
+}

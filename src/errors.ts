@@ -1,0 +1,102 @@
+/**
+ * The error registry: every `FEZZ_ERR_*` code fezz produces, with its message template,
+ * the HTTP status it maps to and its base class. One place, grouped by area, so that the
+ * docs (`docs/errors.md`) and the code can be checked against each other.
+ * Codes are never reused once retired (see Fastify `lib/errors.js` for the pattern).
+ */
+
+type Base = typeof Error | typeof TypeError | typeof RangeError;
+
+interface ErrorSpec {
+  /** Message template; `%s` placeholders are filled in order from the arguments. */
+  readonly message: string;
+  /** The HTTP status a request that fails with this error gets. */
+  readonly statusCode: number;
+  readonly base: Base;
+}
+
+export const errorSpecs = {
+  // --- routing (host/router) ---
+  FEZZ_ERR_ROUTE_NOT_FOUND: { message: 'No function serves %s %s', statusCode: 404, base: Error },
+  FEZZ_ERR_FUNCTION_NOT_FOUND: { message: 'Unknown function %s', statusCode: 404, base: Error },
+  FEZZ_ERR_METHOD_NOT_ALLOWED: { message: 'Method %s is not allowed on %s', statusCode: 405, base: Error },
+  FEZZ_ERR_ROUTE_CONFLICT: { message: 'Route %s %s of %s is already claimed by %s', statusCode: 500, base: Error },
+  FEZZ_ERR_ROUTE_RESERVED: { message: 'Route %s of %s is reserved by the host (/rpc/*, /healthz, /admin/*)', statusCode: 500, base: Error },
+  FEZZ_ERR_ROUTE_INVALID: { message: 'Route %s %s of %s is invalid: %s', statusCode: 500, base: Error },
+
+  // --- request admission (host/dispatch) ---
+  FEZZ_ERR_BODY_TOO_LARGE: { message: 'Request body exceeds the limit of %s bytes', statusCode: 413, base: RangeError },
+  FEZZ_ERR_QUEUE_FULL: { message: 'Function %s is at capacity (queue of %s full); retry later', statusCode: 503, base: Error },
+  FEZZ_ERR_BAD_REQUEST: { message: 'Bad request: %s', statusCode: 400, base: Error },
+  FEZZ_ERR_SHUTTING_DOWN: { message: 'The host is shutting down', statusCode: 503, base: Error },
+
+  // --- running a function (runtime) ---
+  FEZZ_ERR_HANDLER_TIMEOUT: { message: 'Function %s did not answer within %s ms', statusCode: 504, base: Error },
+  FEZZ_ERR_HANDLER_THREW: { message: 'Function %s failed: %s', statusCode: 500, base: Error },
+  FEZZ_ERR_HANDLER_BAD_RESPONSE: { message: 'Function %s returned %s, expected a Response', statusCode: 500, base: TypeError },
+  FEZZ_ERR_HANDLER_MISSING: { message: 'Function %s has no handler %s: expected %s', statusCode: 500, base: TypeError },
+  FEZZ_ERR_INSTANCE_CRASHED: { message: 'Function %s: its instance stopped (%s) while serving this request', statusCode: 500, base: Error },
+  FEZZ_ERR_INSTANCE_OUT_OF_MEMORY: { message: 'Function %s ran out of memory (limit %s MB)', statusCode: 500, base: RangeError },
+  FEZZ_ERR_INSTANCE_START_FAILED: { message: 'Function %s failed to start: %s', statusCode: 500, base: Error },
+
+  // --- manifests and the functions directory (manifest/registry) ---
+  FEZZ_ERR_MANIFEST_INVALID: { message: '%s: %s', statusCode: 500, base: TypeError },
+  FEZZ_ERR_MANIFEST_DIR_NAME: { message: '%s: directory name must be "%s" (from the manifest\'s id and version), got "%s"', statusCode: 500, base: TypeError },
+  FEZZ_ERR_ENTRY_MISSING: { message: '%s: field "entry": file %s does not exist', statusCode: 500, base: Error },
+  FEZZ_ERR_ENTRY_OUTSIDE: { message: '%s: field "entry": %s must stay inside the function directory', statusCode: 500, base: RangeError },
+  FEZZ_ERR_BUILD_FAILED: { message: '%s: bundling %s failed: %s', statusCode: 500, base: Error },
+
+  // --- configuration (config/) ---
+  FEZZ_ERR_CONFIG_INVALID: { message: 'Invalid option %s: expected %s, received %s', statusCode: 500, base: TypeError },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type FezzErrorCode = keyof typeof errorSpecs;
+
+/** Fill `%s` placeholders in order. */
+export function formatMessage(template: string, args: readonly unknown[]): string {
+  let i = 0;
+  return template.replace(/%s/g, () => (i < args.length ? String(args[i++]) : '%s'));
+}
+
+/**
+ * An error with a registry code and an HTTP status. `cause` keeps a wrapped error.
+ * Construct through {@link fezzError} so the code, message and status stay in sync.
+ */
+export class FezzError extends Error {
+  readonly code: FezzErrorCode;
+  readonly statusCode: number;
+  constructor(code: FezzErrorCode, message: string, statusCode: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FezzError';
+    this.code = code;
+    this.statusCode = statusCode;
+  }
+}
+
+/** Build a {@link FezzError} for `code`, filling the template with `args`. */
+export function fezzError(code: FezzErrorCode, args: readonly unknown[] = [], cause?: unknown): FezzError {
+  const spec: ErrorSpec = errorSpecs[code];
+  const err = new FezzError(code, formatMessage(spec.message, args), spec.statusCode, cause === undefined ? undefined : { cause });
+  return err;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
+  413: 'Payload Too Large', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** The reason phrase for an error status (`"Not Found"`), used as the `error` field of error bodies. */
+export function statusText(status: number): string {
+  return STATUS_TEXT[status] ?? 'Error';
+}
+
+/**
+ * The fixed-shape JSON error body `{ error, code, message, statusCode }` every host-made
+ * error response carries. Built by string concatenation, not a generic serializer, since
+ * the shape never changes.
+ */
+export function errorBody(statusCode: number, code: string, message: string): string {
+  return '{"error":' + JSON.stringify(statusText(statusCode)) + ',"code":' + JSON.stringify(code) +
+    ',"message":' + JSON.stringify(message) + ',"statusCode":' + statusCode + '}';
+}

@@ -1,0 +1,53 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RouteMatch } from '../router/router.js';
+import type { FunctionVersion } from '../registry/registry.js';
+import type { WireResponse } from '../wire/types.js';
+
+/**
+ * Everything about one request as it moves through the middleware chain. Every field is set
+ * in the constructor so all contexts share one shape.
+ */
+export class RequestContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** Upper-case method. */
+  readonly method: string;
+  /** Path without the query, e.g. `/todos/1`. */
+  readonly path: string;
+  /** `?x=1` or `''`. */
+  readonly search: string;
+  /** The host's id for this request; set by the requestId middleware (or at write time). */
+  requestId = '';
+  /** What the router found, resolved before the chain runs. */
+  match: RouteMatch<FunctionVersion>;
+  /** Request body: `undefined` until read, `null` when there is none. */
+  body: Uint8Array | null | undefined = undefined;
+  /** The response to write; a middleware that sets it and skips `next()` short-circuits. */
+  response: WireResponse | null = null;
+  /** Extra response headers from middleware (flat), added to whatever response is written. */
+  readonly extraHeaders: string[] = [];
+  /** Close the connection after this response (e.g. after a 413 with an unread body). */
+  closeConnection = false;
+  /** performance.now() at arrival, in ms. */
+  readonly startTime: number;
+
+  constructor(req: IncomingMessage, res: ServerResponse, method: string, path: string, search: string, match: RouteMatch<FunctionVersion>, startTime: number) {
+    this.req = req;
+    this.res = res;
+    this.method = method;
+    this.path = path;
+    this.search = search;
+    this.match = match;
+    this.startTime = startTime;
+  }
+}
+
+/** Continue down the chain. Resolves once everything after this middleware is done. */
+export type Next = () => void | Promise<void>;
+
+/**
+ * A host-level middleware, Koa/Hono style: do work, `await next()`, do work after.
+ * Set `c.response` without calling `next()` to answer early. Return a Promise only when
+ * you need to; a synchronous middleware costs no allocation.
+ */
+export type Middleware = (c: RequestContext, next: Next) => void | Promise<void>;

@@ -1,0 +1,107 @@
+/**
+ * The host-level middleware chain and the built-in middleware: request id, access log,
+ * CORS (off by default) and the body-size limit. The default order is
+ * `[requestId, accessLog?, cors?, bodyLimit, ...yours]`, then the function runs.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { FezzError, fezzError } from '../errors.js';
+import { errorResponse } from '../wire/error-response.js';
+import { readBody, hasBody } from './body.js';
+import { newRequestId } from './request-id.js';
+import type { Middleware, Next, RequestContext } from './context.js';
+
+/**
+ * Compose `middleware` and `terminal` into one function. With no middleware it is the
+ * terminal itself; each `next` is created per call only for the middleware that exist.
+ */
+export function compose(middleware: readonly Middleware[], terminal: (c: RequestContext) => void | Promise<void>): (c: RequestContext) => void | Promise<void> {
+  if (middleware.length === 0) return terminal;
+  const list = [...middleware];
+  return function run(c: RequestContext): void | Promise<void> {
+    let last = -1;
+    const dispatch = (i: number): void | Promise<void> => {
+      if (i <= last) return Promise.reject(new Error('next() called more than once'));
+      last = i;
+      if (i === list.length) return terminal(c);
+      const next: Next = () => dispatch(i + 1);
+      return list[i]!(c, next);
+    };
+    return dispatch(0);
+  };
+}
+
+/** Give the request its id (sent back as `x-request-id`, seen by the function as `ctx.requestId`). */
+export function requestId(): Middleware {
+  return function requestIdMiddleware(c, next) {
+    c.requestId = newRequestId();
+    return next();
+  };
+}
+
+/** One log line per request after its response: method, path, status, ms, function. */
+export function accessLog(logger: Logger): Middleware {
+  return function accessLogMiddleware(c, next) {
+    const done = (): void => {
+      const fn = c.match.kind === 'found' ? c.match.fn.fn.key : undefined;
+      logger.info({ requestId: c.requestId, method: c.method, path: c.path, status: c.response?.status ?? 0, ms: Math.round((performance.now() - c.startTime) * 100) / 100, fn }, 'request');
+    };
+    const r = next();
+    if (r instanceof Promise) return r.then(done);
+    done();
+  };
+}
+
+/** CORS options. `origin: '*'` allows any origin; a list allows those exactly. */
+export interface CorsOptions {
+  /** @default '*' */
+  origin?: '*' | string[];
+  /** @default ['GET','HEAD','PUT','PATCH','POST','DELETE'] */
+  methods?: string[];
+  /** Request headers allowed in preflight; by default those the browser asks for. */
+  allowHeaders?: string[];
+  /** Preflight cache, in seconds. @default 600 */
+  maxAgeSeconds?: number;
+  /** @default false */
+  credentials?: boolean;
+}
+
+/** Add CORS headers, and answer preflight `OPTIONS` requests with 204. */
+export function cors(options: CorsOptions = {}): Middleware {
+  const origins = options.origin ?? '*';
+  const methods = (options.methods ?? ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE']).join(',');
+  const maxAge = String(options.maxAgeSeconds ?? 600);
+  return function corsMiddleware(c, next) {
+    const origin = c.req.headers.origin;
+    if (origin === undefined) return next();
+    const allowed = origins === '*' ? (options.credentials ? origin : '*') : origins.includes(origin) ? origin : null;
+    if (allowed === null) return next();
+    c.extraHeaders.push('access-control-allow-origin', allowed);
+    if (allowed !== '*') c.extraHeaders.push('vary', 'Origin');
+    if (options.credentials) c.extraHeaders.push('access-control-allow-credentials', 'true');
+    if (c.method === 'OPTIONS' && c.req.headers['access-control-request-method'] !== undefined) {
+      const reqHeaders = options.allowHeaders?.join(',') ?? c.req.headers['access-control-request-headers'];
+      c.extraHeaders.push('access-control-allow-methods', methods, 'access-control-max-age', maxAge);
+      if (reqHeaders) c.extraHeaders.push('access-control-allow-headers', reqHeaders);
+      c.response = { status: 204, headers: [], body: null };
+      return;
+    }
+    return next();
+  };
+}
+
+/**
+ * Read the request body within the matched function's `limits.maxBodyBytes` (or
+ * `defaultLimit` bytes when no function matched); past it 413 and the connection closes.
+ */
+export function bodyLimit(defaultLimit: number): Middleware {
+  return function bodyLimitMiddleware(c, next) {
+    if (!hasBody(c.req)) { c.body = null; return next(); }
+    const limit = c.match.kind === 'found' ? c.match.fn.fn.manifest.limits.maxBodyBytes : defaultLimit;
+    return readBody(c.req, limit).then((body) => { c.body = body; return next(); }, (err: unknown) => {
+      const e = err instanceof FezzError ? err : fezzError('FEZZ_ERR_BAD_REQUEST', [String(err)]);
+      c.response = e.code === 'FEZZ_ERR_BODY_TOO_LARGE' ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit]) : errorResponse('FEZZ_ERR_BAD_REQUEST', [e.message]);
+      c.closeConnection = true;
+    });
+  };
+}

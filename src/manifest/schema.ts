@@ -1,0 +1,83 @@
+/**
+ * The `fezz.json` manifest schema (zod). Contract: DESIGN.md "The manifest".
+ * Everything but `id`, `version` and `entry` has a default; unknown fields are an error, so a
+ * typo never silently falls back to a default.
+ */
+import { z } from 'zod';
+
+/** Function ids: lower-case letters, digits and dashes, starting with a letter or digit. */
+export const ID_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
+/** Semver 2.0 (major.minor.patch, optional pre-release and build), or the literal `latest`. */
+export const VERSION_PATTERN =
+  /^(latest|(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)$/;
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+/** Runtime kinds. `isolate` (default): worker threads; `inline`: the host thread; `process`, `native`: plugins. */
+export const RUNTIMES = ['isolate', 'inline', 'process', 'native'] as const;
+
+const routeSchema = z.strictObject({
+  /** HTTP method, e.g. `"GET"`; `"*"` matches every method. */
+  method: z.enum([...HTTP_METHODS, '*']).default('GET'),
+  /** find-my-way path: `/todos/:id`, `/files/*`. Must start with `/`. */
+  path: z.string().regex(/^\//, 'must start with "/"'),
+  /** Name of the exported handler to call; the default export's `fetch` when absent. */
+  handler: z.string().regex(/^[A-Za-z_$][\w$]*$/, 'must be a JavaScript identifier').optional(),
+});
+
+const limitsSchema = z.strictObject({
+  /** Per-request deadline in ms; past it the client gets 504. @default 10000 */
+  timeoutMs: z.number().int().min(1).max(15 * 60_000).default(10_000),
+  /** Old-generation heap limit per isolate in MB (worker `resourceLimits`). @default 128 */
+  memoryMb: z.number().int().min(8).max(16_384).default(128),
+  /** Concurrent requests per instance. @default 64 */
+  concurrency: z.number().int().min(1).max(10_000).default(64),
+  /** Requests waiting for a free slot, per function version; past it 503. @default 1000 */
+  maxQueue: z.number().int().min(0).max(1_000_000).default(1000),
+  /** Largest request body in bytes; past it 413. @default 6291456 (6 MiB, as Lambda) */
+  maxBodyBytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(6 * 1024 * 1024),
+});
+
+const instancesSchema = z.strictObject({
+  /** Instances kept warm even when idle. @default 0 */
+  min: z.number().int().min(0).max(256).default(0),
+  /** Most instances started under load. @default 2 */
+  max: z.number().int().min(1).max(256).default(2),
+});
+
+/** The manifest as written in `fezz.json`, validated and with defaults applied. */
+export const manifestSchema = z.strictObject({
+  /** `[a-z0-9][a-z0-9-]*`, e.g. `"todos"`. */
+  id: z.string().regex(ID_PATTERN, 'must match [a-z0-9][a-z0-9-]*'),
+  /** Semver (`"1.2.0"`) or `"latest"`. */
+  version: z.string().regex(VERSION_PATTERN, 'must be semver (e.g. "1.2.0") or "latest"'),
+  /** Module (`.ts`, `.js`, `.mjs`), executable or `.so`, relative to the function directory. */
+  entry: z.string().min(1, 'must be a relative file path'),
+  runtime: z.enum(RUNTIMES).default('isolate'),
+  routes: z.array(routeSchema).default([]),
+  /** String values handed to the function as `env`. */
+  env: z.record(z.string(), z.string()).default({}),
+  limits: limitsSchema.default(limitsSchema.parse({})),
+  instances: instancesSchema.default(instancesSchema.parse({})),
+  /** Seconds an idle instance is kept warm before eviction (fractions allowed). @default 300 */
+  idleTtlSeconds: z.number().positive().max(7 * 24 * 3600).default(300),
+}).refine((m) => m.instances.min <= m.instances.max, {
+  message: 'instances.min must not exceed instances.max', path: ['instances', 'min'],
+});
+
+/** A validated manifest with all defaults filled. */
+export type Manifest = z.output<typeof manifestSchema>;
+export type ManifestRoute = Manifest['routes'][number];
+export type RuntimeKind = Manifest['runtime'];
+export type Limits = Manifest['limits'];
+
+/**
+ * Render zod issues as `field "limits.timeoutMs": expected ..., received ...` lines, one per
+ * problem, so a log line names the field and what was expected.
+ */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => {
+    const field = issue.path.length ? issue.path.join('.') : '(root)';
+    return `field "${field}": ${issue.message}`;
+  }).join('; ');
+}

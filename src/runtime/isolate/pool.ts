@@ -1,0 +1,509 @@
+/**
+ * The isolate runtime: a pool of `worker_threads` for one function version, on the host
+ * thread. Instances start on first use (cold start), serve up to `limits.concurrency`
+ * requests each, get requests least-loaded first, and are evicted after `idleTtlSeconds`
+ * idle (keeping `instances.min`). Past `instances.max` x `concurrency`, requests wait in a
+ * bounded FIFO (`limits.maxQueue`), then get 503 + Retry-After.
+ *
+ * Faults stay inside an instance: a throw is a 500 for that request only; a worker that
+ * exits, crashes or runs out of memory fails its in-flight requests (500) and is replaced;
+ * a request past `limits.timeoutMs` gets 504, and if the worker's event loop then does not
+ * answer a ping within the grace period (a synchronous loop), the worker is terminated and
+ * its other in-flight requests get 504 too.
+ */
+import { Worker } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { errorResponse, errorResponseWithMessage } from '../../wire/error-response.js';
+import type { WireResponse } from '../../wire/types.js';
+import type { Limits } from '../../manifest/schema.js';
+import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
+import { FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
+
+/** The worker script: compiled `.js` beside this file, or a tsx bootstrap when run from sources. */
+const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './worker-entry.source.mjs' : './worker-entry.js', import.meta.url);
+
+/** What a pool needs to know about its function. */
+export interface IsolatePoolOptions {
+  /** `id@version`, used in logs and error messages. */
+  fnKey: string;
+  /** file:// URL of the bundled module. */
+  moduleUrl: string;
+  env: Record<string, string>;
+  handlerNames: string[];
+  limits: Limits;
+  instances: { min: number; max: number };
+  /** Idle TTL in ms. */
+  idleTtlMs: number;
+  logger: Logger;
+  /** Put handler messages and stacks in 500 bodies. */
+  dev: boolean;
+}
+
+const enum State { Starting, Ready, Stopping, Dead }
+
+interface Task {
+  id: number;
+  msg: RequestMessage;
+  transfer: ArrayBuffer[] | undefined;
+  /** performance.now() ms after which the request gets 504. */
+  deadline: number;
+  resolve: (res: WireResponse) => void;
+  requestId: string;
+}
+
+class Instance {
+  readonly seq: number;
+  readonly worker: Worker;
+  state = State.Starting;
+  inflight = 0;
+  readonly pending = new Map<number, Task>();
+  lastActive: number;
+  readonly startedAt: number;
+  timer: NodeJS.Timeout | null = null;
+  killTimer: NodeJS.Timeout | null = null;
+  lastError: (Error & { code?: string }) | null = null;
+  /** Why the pool stopped this instance on purpose, if it did. */
+  stopReason: 'unresponsive' | 'evicted' | 'closed' | 'load-error' | null = null;
+  onDrained: (() => void) | null = null;
+  constructor(seq: number, worker: Worker, now: number) {
+    this.seq = seq;
+    this.worker = worker;
+    this.lastActive = now;
+    this.startedAt = now;
+  }
+}
+
+/** A worker that has not loaded its module by then counts as a failed start. */
+const START_TIMEOUT_MS = 30_000;
+const START_BACKOFF_MIN_MS = 1000;
+const START_BACKOFF_MAX_MS = 30_000;
+const RETRY_AFTER = ['retry-after', '1'];
+
+export class IsolatePool implements FunctionRuntime {
+  readonly #o: IsolatePoolOptions;
+  readonly #loadData: WorkerLoadData;
+  /** Live instances (Starting or Ready). */
+  #instances: Instance[] = [];
+  #seq = 0;
+  #taskSeq = 0;
+  // FIFO of waiting tasks: array + head index, compacted now and then.
+  #queue: Task[] = [];
+  #qHead = 0;
+  #queueTimer: NodeJS.Timeout | null = null;
+  #sweepTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+  #startFailure: { code: string; message: string; until: number; backoff: number } | null = null;
+  #stats = { coldStarts: 0, evictions: 0, crashes: 0, timeouts: 0 };
+  #lastError: string | null = null;
+  #stopping = new Set<Instance>();
+  #warmWaiters: Array<() => void> = [];
+
+  constructor(options: IsolatePoolOptions) {
+    this.#o = options;
+    this.#loadData = {
+      fnKey: options.fnKey,
+      moduleUrl: options.moduleUrl,
+      env: options.env,
+      handlerNames: options.handlerNames,
+      requireFetch: true,
+    };
+  }
+
+  // hot path -- change with care
+  invoke(req: InvokeRequest): Promise<WireResponse> {
+    if (this.#closed) return Promise.resolve(errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
+    const now = performance.now();
+    const sf = this.#startFailure;
+    if (sf !== null && now < sf.until && this.#instances.length === 0) {
+      return Promise.resolve(this.#startFailedResponse(sf.message));
+    }
+    const w = req.wire;
+    let transfer: ArrayBuffer[] | undefined;
+    let body = w.body;
+    if (body !== null) {
+      // Move the bytes instead of cloning them: copy out of Node's shared pool first.
+      const copy = new Uint8Array(body.byteLength);
+      copy.set(body);
+      body = copy;
+      transfer = [copy.buffer];
+    }
+    const id = ++this.#taskSeq;
+    const msg: RequestMessage = [ToWorker.Request, id, w.method, w.url, w.headers, body, req.handler, req.params, req.requestId];
+    return new Promise<WireResponse>((resolve) => {
+      const task: Task = { id, msg, transfer, deadline: now + this.#o.limits.timeoutMs, resolve, requestId: req.requestId };
+      const inst = this.#pick();
+      if (inst !== null) this.#send(inst, task);
+      else if (this.#queue.length - this.#qHead < this.#o.limits.maxQueue) this.#enqueue(task);
+      else resolve(errorResponse('FEZZ_ERR_QUEUE_FULL', [this.#o.fnKey, this.#o.limits.maxQueue], RETRY_AFTER));
+    });
+  }
+
+  /** Least-loaded warm instance with a free slot; starts one when none is idle and max allows. */
+  #pick(): Instance | null {
+    const conc = this.#o.limits.concurrency;
+    let ready: Instance | null = null;
+    let starting: Instance | null = null;
+    let idle = false;
+    const list = this.#instances;
+    for (let i = 0; i < list.length; i++) {
+      const inst = list[i]!;
+      // A suspect instance (timed out, ping unanswered yet) gets no new work.
+      if (inst.killTimer !== null) continue;
+      const n = inst.inflight;
+      if (n === 0) idle = true;
+      if (n >= conc) continue;
+      if (inst.state === State.Ready) { if (ready === null || n < ready.inflight) ready = inst; }
+      else if (starting === null || n < starting.inflight) starting = inst;
+    }
+    if (!idle && list.length < this.#o.instances.max && this.#canStart()) {
+      const fresh = this.#spawn();
+      if (ready === null) return fresh;
+    }
+    return ready ?? starting;
+  }
+
+  #canStart(): boolean {
+    const sf = this.#startFailure;
+    return sf === null || performance.now() >= sf.until;
+  }
+
+  #send(inst: Instance, task: Task): void {
+    inst.inflight++;
+    inst.pending.set(task.id, task);
+    inst.worker.postMessage(task.msg, task.transfer);
+    if (inst.timer === null) inst.timer = setTimeout(this.#onInstanceTimer, this.#o.limits.timeoutMs, inst);
+  }
+
+  #spawn(): Instance {
+    const o = this.#o;
+    const worker = new Worker(WORKER_URL, {
+      workerData: this.#loadData,
+      // The function sees its manifest env as process.env too, never the host's.
+      env: { ...o.env },
+      resourceLimits: { maxOldGenerationSizeMb: o.limits.memoryMb },
+      name: `fezz:${o.fnKey}`,
+    });
+    const inst = new Instance(++this.#seq, worker, performance.now());
+    this.#instances.push(inst);
+    worker.on('message', (m: unknown[]) => this.#onMessage(inst, m));
+    worker.on('error', (err: Error) => { inst.lastError = err; });
+    worker.on('exit', (code) => this.#onExit(inst, code));
+    this.#ensureSweep();
+    return inst;
+  }
+
+  // hot path -- change with care
+  #onMessage(inst: Instance, m: unknown[]): void {
+    switch (m[0] as FromWorker) {
+      case FromWorker.Response: {
+        const task = inst.pending.get(m[1] as number);
+        if (task === undefined) return; // timed out already
+        inst.pending.delete(task.id);
+        task.resolve({ status: m[2] as number, headers: m[3] as string[], body: m[4] as string | Uint8Array | null });
+        this.#release(inst);
+        return;
+      }
+      case FromWorker.Error: {
+        const task = inst.pending.get(m[1] as number);
+        if (task === undefined) return;
+        inst.pending.delete(task.id);
+        const code = m[2] as string;
+        const message = m[3] as string;
+        this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, code, err: { message, stack: m[4] } }, 'handler failed');
+        const shown = this.#o.dev ? `Function ${this.#o.fnKey} failed: ${(m[4] as string) || message}` : `Function ${this.#o.fnKey} failed`;
+        if (code === 'FEZZ_ERR_HANDLER_BAD_RESPONSE') {
+          task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, message]));
+        } else {
+          task.resolve(errorResponseWithMessage(500, 'FEZZ_ERR_HANDLER_THREW', shown));
+        }
+        this.#release(inst);
+        return;
+      }
+      case FromWorker.Pong:
+        if (inst.killTimer !== null) {
+          clearTimeout(inst.killTimer);
+          inst.killTimer = null;
+          this.#refill(); // it is healthy: give it what queued meanwhile
+        }
+        return;
+      case FromWorker.Ready: {
+        if (inst.state !== State.Starting) return;
+        inst.state = State.Ready;
+        this.#startFailure = null;
+        this.#stats.coldStarts++;
+        const now = performance.now();
+        // Requests that waited for this cold start get their full timeout from now.
+        for (const task of inst.pending.values()) task.deadline = now + this.#o.limits.timeoutMs;
+        const ms = now - inst.startedAt;
+        this.#o.logger.debug({ fn: this.#o.fnKey, instance: inst.seq, coldStartMs: Math.round(ms * 10) / 10 }, 'instance ready');
+        if (this.#warmWaiters.length > 0 && this.#instances.every((i) => i.state !== State.Starting)) this.#flushWarmWaiters();
+        return;
+      }
+      case FromWorker.LoadError:
+        this.#startFailed(inst, m[1] as string, m[2] as string, m[3] as string);
+        return;
+      case FromWorker.Drained:
+        inst.onDrained?.();
+        return;
+    }
+  }
+
+  /** The instance could not load its module: fail what waits on it, back off before retrying. */
+  #startFailed(inst: Instance, code: string, message: string, stack: string): void {
+    this.#lastError = message;
+    const prev = this.#startFailure?.backoff ?? 0;
+    const backoff = Math.min(START_BACKOFF_MAX_MS, prev === 0 ? START_BACKOFF_MIN_MS : prev * 2);
+    this.#startFailure = { code, message, until: performance.now() + backoff, backoff };
+    this.#o.logger.error({ fn: this.#o.fnKey, code, err: { message, stack }, retryInMs: backoff }, 'function failed to start');
+    this.#stop(inst, 'load-error');
+    this.#failAll(inst, () => this.#startFailedResponse(message));
+    // Whatever waited in the queue would only wait for an instance that cannot start.
+    this.#drainQueue(() => this.#startFailedResponse(message));
+    if (this.#warmWaiters.length > 0) this.#flushWarmWaiters();
+  }
+
+  #startFailedResponse(message: string): WireResponse {
+    return this.#o.dev
+      ? errorResponse('FEZZ_ERR_INSTANCE_START_FAILED', [this.#o.fnKey, message])
+      : errorResponse('FEZZ_ERR_INSTANCE_START_FAILED', [this.#o.fnKey, 'see the host log']);
+  }
+
+  /** A slot on `inst` is free: hand it the oldest queued task, if any. */
+  #release(inst: Instance): void {
+    inst.inflight--;
+    inst.lastActive = performance.now();
+    if (this.#qHead < this.#queue.length && inst.state !== State.Dead && inst.state !== State.Stopping) {
+      const task = this.#dequeue()!;
+      this.#send(inst, task);
+    }
+  }
+
+  #enqueue(task: Task): void {
+    this.#queue.push(task);
+    if (this.#queueTimer === null) this.#queueTimer = setTimeout(this.#onQueueTimer, this.#o.limits.timeoutMs);
+  }
+
+  #dequeue(): Task | undefined {
+    if (this.#qHead >= this.#queue.length) return undefined;
+    const task = this.#queue[this.#qHead]!;
+    this.#queue[this.#qHead++] = undefined as unknown as Task;
+    if (this.#qHead === this.#queue.length) { this.#queue = []; this.#qHead = 0; }
+    else if (this.#qHead > 1024 && this.#qHead * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#qHead);
+      this.#qHead = 0;
+    }
+    return task;
+  }
+
+  #drainQueue(make: () => WireResponse): void {
+    for (let t = this.#dequeue(); t !== undefined; t = this.#dequeue()) t.resolve(make());
+  }
+
+  /** Queued tasks share one timeout, so deadlines grow along the FIFO: expire from the head. */
+  #onQueueTimer = (): void => {
+    this.#queueTimer = null;
+    const now = performance.now();
+    while (this.#qHead < this.#queue.length && this.#queue[this.#qHead]!.deadline <= now) {
+      const task = this.#dequeue()!;
+      this.#stats.timeouts++;
+      task.resolve(errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [this.#o.fnKey, this.#o.limits.timeoutMs]));
+    }
+    if (this.#qHead < this.#queue.length) {
+      this.#queueTimer = setTimeout(this.#onQueueTimer, Math.max(1, this.#queue[this.#qHead]!.deadline - now));
+    }
+  };
+
+  /**
+   * One timer per instance instead of one per request: it fires at the earliest deadline,
+   * times out what has expired and re-arms for the next one.
+   */
+  #onInstanceTimer = (inst: Instance): void => {
+    // inst.timer stays set while we run, so #send (via #release) does not arm a second one.
+    if (inst.state === State.Dead) { inst.timer = null; return; }
+    const now = performance.now();
+    if (inst.state === State.Starting) {
+      // The timeout counts from when the handler can run; a start that hangs is a start failure.
+      if (now - inst.startedAt < START_TIMEOUT_MS) {
+        inst.timer = setTimeout(this.#onInstanceTimer, this.#o.limits.timeoutMs, inst);
+        return;
+      }
+      inst.timer = null;
+      this.#startFailed(inst, 'FEZZ_ERR_INSTANCE_START_FAILED', `not ready after ${START_TIMEOUT_MS} ms`, '');
+      return;
+    }
+    let next = Infinity;
+    let expired = false;
+    for (const task of inst.pending.values()) {
+      if (task.deadline <= now) {
+        inst.pending.delete(task.id);
+        expired = true;
+        this.#stats.timeouts++;
+        inst.worker.postMessage([ToWorker.Abort, task.id]);
+        task.resolve(errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [this.#o.fnKey, this.#o.limits.timeoutMs]));
+        this.#release(inst);
+      } else if (task.deadline < next) next = task.deadline;
+    }
+    if (expired && inst.killTimer === null) {
+      // A request ran out of time. If the event loop is stuck in synchronous code, the
+      // ping goes unanswered and the instance is replaced.
+      const grace = Math.max(100, Math.min(this.#o.limits.timeoutMs, 5000));
+      inst.killTimer = setTimeout(() => this.#unresponsive(inst), grace);
+      inst.worker.postMessage([ToWorker.Ping]);
+    }
+    inst.timer = next !== Infinity
+      ? setTimeout(this.#onInstanceTimer, Math.max(1, next - now), inst)
+      : null;
+  };
+
+  #unresponsive(inst: Instance): void {
+    inst.killTimer = null;
+    if (inst.state === State.Dead) return;
+    this.#stats.crashes++;
+    this.#lastError = `instance unresponsive for ${this.#o.limits.timeoutMs} ms (synchronous loop?)`;
+    this.#o.logger.error({ fn: this.#o.fnKey, instance: inst.seq }, 'instance unresponsive after a timeout; terminating it');
+    this.#stop(inst, 'unresponsive');
+    this.#failAll(inst, () => errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [this.#o.fnKey, this.#o.limits.timeoutMs]));
+    this.#refill();
+  }
+
+  #onExit(inst: Instance, code: number): void {
+    const wasStarting = inst.state === State.Starting;
+    const expected = inst.stopReason !== null;
+    inst.state = State.Dead;
+    this.#remove(inst);
+    this.#stopping.delete(inst);
+    if (inst.timer !== null) { clearTimeout(inst.timer); inst.timer = null; }
+    if (inst.killTimer !== null) { clearTimeout(inst.killTimer); inst.killTimer = null; }
+    inst.onDrained?.();
+    if (expected) return;
+    this.#stats.crashes++;
+    const err = inst.lastError;
+    const oom = err?.code === 'ERR_WORKER_OUT_OF_MEMORY';
+    const why = oom ? `out of memory (limit ${this.#o.limits.memoryMb} MB)` : err ? `${err.name}: ${err.message}` : `exited with code ${code}`;
+    this.#lastError = why;
+    this.#o.logger.error({ fn: this.#o.fnKey, instance: inst.seq, exitCode: code, err: err ?? undefined, inflight: inst.pending.size }, `instance stopped: ${why}`);
+    if (wasStarting) {
+      // Died during bootstrap: do not respawn in a loop.
+      const prev = this.#startFailure?.backoff ?? 0;
+      const backoff = Math.min(START_BACKOFF_MAX_MS, prev === 0 ? START_BACKOFF_MIN_MS : prev * 2);
+      this.#startFailure = { code: 'FEZZ_ERR_INSTANCE_START_FAILED', message: why, until: performance.now() + backoff, backoff };
+      this.#failAll(inst, () => this.#startFailedResponse(why));
+      this.#drainQueue(() => this.#startFailedResponse(why));
+      if (this.#warmWaiters.length > 0) this.#flushWarmWaiters();
+      return;
+    }
+    this.#failAll(inst, () => oom
+      ? errorResponse('FEZZ_ERR_INSTANCE_OUT_OF_MEMORY', [this.#o.fnKey, this.#o.limits.memoryMb])
+      : errorResponse('FEZZ_ERR_INSTANCE_CRASHED', [this.#o.fnKey, why]));
+    this.#refill();
+  }
+
+  #failAll(inst: Instance, make: () => WireResponse): void {
+    for (const task of inst.pending.values()) task.resolve(make());
+    inst.pending.clear();
+    inst.inflight = 0;
+  }
+
+  /** After losing an instance: keep `instances.min`, and give queued work somewhere to run. */
+  #refill(): void {
+    if (this.#closed) return;
+    while (this.#instances.length < this.#o.instances.min && this.#canStart()) this.#spawn();
+    while (this.#qHead < this.#queue.length) {
+      const inst = this.#pick();
+      if (inst === null) break;
+      this.#send(inst, this.#dequeue()!);
+    }
+  }
+
+  #remove(inst: Instance): void {
+    const i = this.#instances.indexOf(inst);
+    if (i !== -1) this.#instances.splice(i, 1);
+  }
+
+  /** Take `inst` out of rotation and terminate its worker now. */
+  #stop(inst: Instance, reason: NonNullable<Instance['stopReason']>): void {
+    if (inst.state === State.Dead) return;
+    inst.stopReason = reason;
+    inst.state = State.Stopping;
+    this.#remove(inst);
+    void inst.worker.terminate();
+  }
+
+  /** Let `inst` settle its `waitUntil` work (at most `capMs`), then terminate it. */
+  #retire(inst: Instance, reason: 'evicted' | 'closed', capMs: number): Promise<void> {
+    inst.stopReason = reason;
+    inst.state = State.Stopping;
+    this.#remove(inst);
+    this.#stopping.add(inst);
+    return new Promise<void>((resolve) => {
+      const cap = setTimeout(done, capMs);
+      function done(): void { clearTimeout(cap); inst.onDrained = null; void inst.worker.terminate().then(() => resolve(), () => resolve()); }
+      inst.onDrained = done;
+      inst.worker.postMessage([ToWorker.Drain]);
+    });
+  }
+
+  #ensureSweep(): void {
+    if (this.#sweepTimer !== null || this.#instances.length <= this.#o.instances.min) return;
+    const every = Math.max(20, Math.min(this.#o.idleTtlMs / 2, 30_000));
+    this.#sweepTimer = setInterval(this.#sweep, every);
+    this.#sweepTimer.unref();
+  }
+
+  /** Evict instances idle for the idle TTL, keeping `instances.min`. */
+  #sweep = (): void => {
+    const now = performance.now();
+    for (const inst of [...this.#instances]) {
+      if (this.#instances.length <= this.#o.instances.min) break;
+      if (inst.state === State.Ready && inst.inflight === 0 && now - inst.lastActive >= this.#o.idleTtlMs) {
+        this.#stats.evictions++;
+        this.#o.logger.debug({ fn: this.#o.fnKey, instance: inst.seq }, 'evicting idle instance');
+        void this.#retire(inst, 'evicted', 30_000);
+      }
+    }
+    if (this.#instances.length <= this.#o.instances.min && this.#sweepTimer !== null) {
+      clearInterval(this.#sweepTimer);
+      this.#sweepTimer = null;
+    }
+  };
+
+  #flushWarmWaiters(): void {
+    for (const w of this.#warmWaiters.splice(0)) w();
+  }
+
+  warm(): Promise<void> {
+    while (this.#instances.length < this.#o.instances.min && this.#canStart()) this.#spawn();
+    if (this.#instances.every((i) => i.state !== State.Starting)) return Promise.resolve();
+    return new Promise((resolve) => this.#warmWaiters.push(resolve));
+  }
+
+  stats(): RuntimeStats {
+    let inflight = 0;
+    for (const i of this.#instances) inflight += i.inflight;
+    return {
+      instances: this.#instances.length,
+      inflight,
+      queued: this.#queue.length - this.#qHead,
+      ...this.#stats,
+      lastError: this.#lastError,
+    };
+  }
+
+  async close(graceMs: number): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#drainQueue(() => errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
+    if (this.#sweepTimer !== null) { clearInterval(this.#sweepTimer); this.#sweepTimer = null; }
+    const deadline = performance.now() + graceMs;
+    while (this.#instances.some((i) => i.inflight > 0) && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const stops: Promise<void>[] = [];
+    for (const inst of [...this.#instances]) {
+      this.#failAll(inst, () => errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
+      stops.push(this.#retire(inst, 'closed', Math.max(0, deadline - performance.now())));
+    }
+    await Promise.all(stops);
+  }
+}

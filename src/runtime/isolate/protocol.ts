@@ -1,0 +1,48 @@
+/**
+ * Typed messages between the pool (host thread) and a worker (worker-entry.ts).
+ * Requests and responses are small arrays with a numeric tag first: cheaper to
+ * structured-clone than objects with keys, and they are the per-request messages.
+ */
+
+/** Host -> worker. */
+export enum ToWorker {
+  /** `[Request, id, method, url, rawHeaders, body, handlerName, params, requestId]` */
+  Request = 1,
+  /** `[Ping]`: the worker answers `[Pong]` when its event loop turns. */
+  Ping = 2,
+  /** `[Abort, id]`: the request timed out; its `request.signal` aborts. */
+  Abort = 3,
+  /** `[Drain]`: settle every `waitUntil`, then answer `[Drained]`. */
+  Drain = 4,
+}
+
+/** Worker -> host. */
+export enum FromWorker {
+  /** `[Response, id, status, headers, body]` */
+  Response = 1,
+  /** `[Error, id, code, message, stack]`: the handler threw or returned something bad. */
+  Error = 2,
+  Pong = 3,
+  Drained = 4,
+  /** `[Ready]`: the module is loaded and its handlers resolved. */
+  Ready = 5,
+  /** `[LoadError, code, message, stack]` */
+  LoadError = 6,
+}
+
+/** What a worker gets in `workerData`: the function to load. */
+export interface WorkerLoadData {
+  /** `id@version`, for messages. */
+  fnKey: string;
+  /** file:// URL of the bundled module. */
+  moduleUrl: string;
+  env: Record<string, string>;
+  /** Named handlers the routes use; all must exist. */
+  handlerNames: string[];
+  /** Whether the default `fetch` must exist (it serves `/rpc`, so always true for now). */
+  requireFetch: boolean;
+}
+
+export type RequestMessage = [ToWorker.Request, number, string, string, string[], Uint8Array | null, string | null, Record<string, string> | null, string];
+export type ResponseMessage = [FromWorker.Response, number, number, string[], string | Uint8Array | null];
+export type ErrorMessage = [FromWorker.Error, number, string, string, string];

@@ -1,0 +1,115 @@
+/**
+ * Runs inside each isolate worker thread: loads one function module, then serves the
+ * requests the pool posts to it, many at once. Nothing here runs on the host thread.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { FastRequest, abortRequest } from '../handler/fast-request.js';
+import { installFastResponse, readResponse, describe, type ResponseParts } from '../handler/fast-response.js';
+import { resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
+import { FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import type { WireRequest } from '../../wire/types.js';
+
+const port = parentPort!;
+const data = workerData as WorkerLoadData;
+const env: Env = Object.freeze({ ...data.env });
+
+let handlers: ModuleHandlers | null = null;
+const beforeLoad: RequestMessage[] = [];
+/** In-flight requests by pool-local id, for `Abort`. */
+const inflight = new Map<number, FastRequest>();
+const waitUntil = new WaitUntilTracker((err) => { console.error('waitUntil promise rejected:', err); });
+
+installFastResponse();
+
+port.on('message', (msg: unknown[]) => {
+  switch (msg[0]) {
+    case ToWorker.Request:
+      if (handlers === null) beforeLoad.push(msg as RequestMessage);
+      else handle(msg as RequestMessage);
+      break;
+    case ToWorker.Ping:
+      port.postMessage([FromWorker.Pong]);
+      break;
+    case ToWorker.Abort: {
+      const r = inflight.get(msg[1] as number);
+      if (r) abortRequest(r, new DOMException('The request timed out', 'TimeoutError'));
+      break;
+    }
+    case ToWorker.Drain:
+      void waitUntil.drain().then(() => port.postMessage([FromWorker.Drained]));
+      break;
+  }
+});
+
+try {
+  const mod = await import(data.moduleUrl) as Record<string, unknown>;
+  handlers = resolveHandlers(data.fnKey, mod, data.handlerNames, data.requireFetch);
+} catch (err) {
+  const e = err as { code?: string; message?: string; stack?: string };
+  port.postMessage([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', String(e?.message ?? err), String(e?.stack ?? '')]);
+}
+if (handlers !== null) {
+  port.postMessage([FromWorker.Ready]);
+  for (const m of beforeLoad.splice(0)) handle(m);
+}
+
+// hot path -- change with care
+function handle(m: RequestMessage): void {
+  const id = m[1];
+  const wire: WireRequest = { method: m[2], url: m[3], headers: m[4], body: m[5] };
+  const fast = new FastRequest(wire);
+  inflight.set(id, fast);
+  const request = fast as unknown as Request;
+  const ctx: Context = {
+    requestId: m[8],
+    params: m[7] ?? {},
+    waitUntil: (p) => waitUntil.add(p),
+    passThroughOnException() {},
+  };
+  const handler: Handler | null | undefined = m[6] === null ? handlers!.fetch : handlers!.named.get(m[6]);
+  let result: Response | Promise<Response>;
+  try {
+    result = handler!(request, env, ctx);
+  } catch (err) {
+    fail(id, err);
+    return;
+  }
+  if (result instanceof Promise) result.then((r) => finish(id, r), (err) => fail(id, err));
+  else finish(id, result);
+}
+
+function finish(id: number, value: unknown): void {
+  let parts: ResponseParts | Promise<ResponseParts>;
+  try {
+    parts = readResponse(value);
+  } catch {
+    inflight.delete(id);
+    port.postMessage([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_BAD_RESPONSE', describe(value), '']);
+    return;
+  }
+  if (parts instanceof Promise) parts.then((p) => send(id, p), (err) => fail(id, err));
+  else send(id, parts);
+}
+
+function send(id: number, p: ResponseParts): void {
+  if (!inflight.delete(id)) return; // already timed out and forgotten by the host
+  let body = p.body;
+  if (body instanceof Uint8Array) {
+    // Structured clone copies a view's whole backing buffer: trim views first. Bytes read
+    // from a real Response are ours alone, so their buffer is moved, not copied.
+    if (p.owned && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) {
+      port.postMessage([FromWorker.Response, id, p.status, p.headers, body], [body.buffer as ArrayBuffer]);
+      return;
+    }
+    if (body.byteLength !== body.buffer.byteLength) body = body.slice();
+  }
+  port.postMessage([FromWorker.Response, id, p.status, p.headers, body]);
+}
+
+function fail(id: number, err: unknown): void {
+  if (!inflight.delete(id)) return;
+  const e = err as { name?: string; message?: string; stack?: string } | null;
+  const message = e && typeof e === 'object' ? `${e.name ?? 'Error'}: ${e.message ?? ''}` : String(err);
+  const stack = e && typeof e === 'object' && typeof e.stack === 'string' ? e.stack : '';
+  port.postMessage([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_THREW', message, stack]);
+}

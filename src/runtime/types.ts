@@ -1,0 +1,50 @@
+/**
+ * The Runtime interface: what the registry needs from every way of running a function
+ * (isolate, inline, process, native). A runtime owns the instances of one function version.
+ */
+import type { WireRequest, WireResponse } from '../wire/types.js';
+
+/** One call of a function. */
+export interface InvokeRequest {
+  /** The host's request id (`x-request-id`, `ctx.requestId`). */
+  requestId: string;
+  wire: WireRequest;
+  /** Named handler from the route, or `null` for the default `fetch`. */
+  handler: string | null;
+  /** Route parameters, or `null` for none. */
+  params: Record<string, string> | null;
+}
+
+/** Counters and gauges of one function version's runtime. */
+export interface RuntimeStats {
+  /** Live instances (starting or warm). */
+  instances: number;
+  /** Requests running now. */
+  inflight: number;
+  /** Requests waiting for a free slot. */
+  queued: number;
+  coldStarts: number;
+  evictions: number;
+  /** Instances lost to a crash, exit, out-of-memory or an unresponsive event loop. */
+  crashes: number;
+  timeouts: number;
+  /** The last start or crash error, if any. */
+  lastError: string | null;
+}
+
+export interface FunctionRuntime {
+  /**
+   * Run one request. Never rejects: every failure becomes an error response — 503 +
+   * `Retry-After` (queue full / closing), 504 (timeout), 500 (throw, crash, OOM, bad
+   * response, start failure), 502 (plugin process down).
+   */
+  invoke(req: InvokeRequest): Promise<WireResponse>;
+  stats(): RuntimeStats;
+  /** Start `instances.min` instances now (warm pool). Resolves when they are ready or failed. */
+  warm(): Promise<void>;
+  /**
+   * Stop taking requests, let in-flight ones finish for up to `graceMs` ms, then stop every
+   * instance. Queued requests get 503.
+   */
+  close(graceMs: number): Promise<void>;
+}
