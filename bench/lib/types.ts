@@ -1,0 +1,124 @@
+/**
+ * The shapes shared by the benchmark harness: the server and workload tables, what a load
+ * generator measures, and what the runner records for each (server, workload) pair.
+ */
+
+/** One kind of request the bench sends, e.g. `hello` (plain text) or `json`. */
+export interface Workload {
+  /** Short name shown in the table, e.g. `"hello"`. */
+  readonly name: string;
+  /** Canonical URL path (fezz isolate addressing), e.g. `"/rpc/hello"`; an adapter may map it. */
+  readonly path: string;
+  /** HTTP method, e.g. `"GET"`. */
+  readonly method: string;
+  /** Request body, sent as is (UTF-8). */
+  readonly body?: string;
+  /** Extra request headers, e.g. `{ "content-type": "application/json" }`. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** What every server must answer, checked once before any load: same status, type and bytes. */
+  readonly expect: {
+    readonly status: number;
+    readonly contentType: string;
+    readonly body: string;
+  };
+}
+
+/** A server child process that is up and answering. */
+export interface RunningServer {
+  /** Base URL without a trailing slash, e.g. `"http://127.0.0.1:40123"`. */
+  readonly url: string;
+  /** PID of the server process (its VmHWM is the peak RSS column). */
+  readonly pid: number;
+  /** Stops the process (SIGTERM, then SIGKILL after a grace period). Never rejects. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A competitor. The 2-field adapter of the issue (`name`, `start`), plus an optional path map
+ * for servers that address workloads differently.
+ */
+export interface ServerAdapter {
+  /** Short name shown in the table and accepted by `--servers`, e.g. `"node-http"`. */
+  readonly name: string;
+  /**
+   * Starts a fresh server in its own process on a free loopback port; rejects with the reason.
+   * It is told the workload it is about to serve, so a host can load only the function under
+   * test (its peak RSS then holds nothing else); a server that answers everything ignores it.
+   */
+  start(workload: Workload): Promise<RunningServer>;
+  /**
+   * The URL path that serves `workload` on this server, or `null` when the server has no
+   * equivalent (the row then says "not supported"). Default: `workload.path`.
+   */
+  pathFor?(workload: Workload): string | null;
+}
+
+/** What one load run asks for. */
+export interface LoadOptions {
+  readonly url: string;
+  readonly method: string;
+  readonly body?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Seconds of load. */
+  readonly durationS: number;
+  /** Concurrent keep-alive connections. */
+  readonly connections: number;
+}
+
+/** What one load run measured. */
+export interface Measurement {
+  /** Completed requests per second over the whole run. */
+  readonly rps: number;
+  /** Median latency, in milliseconds. */
+  readonly p50Ms: number;
+  /** 99th percentile latency, in milliseconds. */
+  readonly p99Ms: number;
+  /** Completed requests. */
+  readonly requests: number;
+  /** Measured duration, in seconds. */
+  readonly durationS: number;
+  /** Responses whose status was not 2xx (wrk: not 2xx or 3xx). */
+  readonly non2xx: number;
+  /** Connection errors and timeouts. */
+  readonly errors: number;
+}
+
+/** A load generator: autocannon (in process) or wrk (a child process). */
+export interface LoadGenerator {
+  /** e.g. `"wrk 4.1.0 (1 thread)"`, printed above the table. */
+  readonly name: string;
+  run(options: LoadOptions): Promise<Measurement>;
+}
+
+/** The outcome of one (server, workload, round). */
+export type PairOutcome =
+  | {
+      readonly kind: "ok";
+      readonly round: number;
+      readonly measurement: Measurement;
+      /** Peak RSS of the server process (VmHWM), in MB (2^20 bytes); null if unreadable. */
+      readonly peakRssMb: number | null;
+    }
+  | {
+      readonly kind: "failed";
+      readonly round: number;
+      /** `start`: the server never became ready; `check`: wrong answer; `load`: the run broke. */
+      readonly stage: "start" | "check" | "load";
+      readonly reason: string;
+    }
+  | { readonly kind: "unsupported"; readonly round: number };
+
+/** How one row's value is chosen from its rounds. */
+export type PickRule = "best" | "median";
+
+/** One row of the table: a (server, workload) pair over all rounds. */
+export interface Row {
+  readonly server: string;
+  readonly workload: string;
+  /** Every round, in run order. */
+  readonly rounds: readonly PairOutcome[];
+  /** The round chosen by the pick rule among the successful ones; null if none succeeded. */
+  readonly picked: Extract<PairOutcome, { kind: "ok" }> | null;
+  /** picked RPS / node-http's picked RPS for the same workload; null when either is missing. */
+  readonly ratio: number | null;
+}
