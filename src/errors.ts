@@ -39,6 +39,20 @@ export const errorSpecs = {
   FEZZ_ERR_INSTANCE_OUT_OF_MEMORY: { message: 'Function %s ran out of memory (limit %s MB)', statusCode: 500, base: RangeError },
   FEZZ_ERR_INSTANCE_START_FAILED: { message: 'Function %s failed to start: %s', statusCode: 500, base: Error },
 
+  // --- plugins: the request-id ABI and the process/native runtimes (abi/, runtime/process) ---
+  FEZZ_ERR_ABI_UNAUTHORIZED: { message: 'Missing or wrong bearer token', statusCode: 401, base: Error },
+  FEZZ_ERR_ABI_BAD_ID: { message: 'request_id must be a decimal integer from 1 to 2^63-1, received %s', statusCode: 400, base: TypeError },
+  FEZZ_ERR_ABI_UNKNOWN_ID: { message: 'No pending request %s (unknown, answered or expired)', statusCode: 404, base: Error },
+  FEZZ_ERR_ABI_ALREADY_ANSWERED: { message: 'Request %s was already answered', statusCode: 409, base: Error },
+  FEZZ_ERR_ABI_BAD_BODY: { message: 'Malformed %s body: %s', statusCode: 400, base: TypeError },
+  FEZZ_ERR_ABI_BODY_TOO_LARGE: { message: 'ABI request body exceeds %s bytes', statusCode: 413, base: RangeError },
+  FEZZ_ERR_ADMIN_NOT_FOUND: { message: 'No admin endpoint %s %s', statusCode: 404, base: Error },
+  FEZZ_ERR_ADMIN_METHOD: { message: 'Method %s is not allowed on %s', statusCode: 405, base: Error },
+  FEZZ_ERR_ADMIN_INTERNAL: { message: 'Internal error in the admin listener: %s', statusCode: 500, base: Error },
+  FEZZ_ERR_PLUGIN_DOWN: { message: 'Function %s: its plugin process is down (%s)', statusCode: 502, base: Error },
+  FEZZ_ERR_PLUGIN_BAD_RESPONSE: { message: 'Function %s pushed a malformed response: %s', statusCode: 502, base: Error },
+  FEZZ_ERR_PLUGIN_ERROR: { message: 'Function %s reported an error: %s', statusCode: 500, base: Error },
+
   // --- manifests and the functions directory (manifest/registry) ---
   FEZZ_ERR_MANIFEST_INVALID: { message: '%s: %s', statusCode: 500, base: TypeError },
   FEZZ_ERR_MANIFEST_DIR_NAME: { message: '%s: directory name must be "%s" (from the manifest\'s id and version), got "%s"', statusCode: 500, base: TypeError },
@@ -81,7 +95,7 @@ export function fezzError(code: FezzErrorCode, args: readonly unknown[] = [], ca
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
   413: 'Payload Too Large', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };

@@ -3,6 +3,7 @@
  * {@link ResolvedHostOptions} (validated, every default filled, frozen).
  * Flag and environment names are in DESIGN.md "Configuration names".
  */
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -17,6 +18,12 @@ export interface HostOptions {
   port?: number;
   /** Public listener address. @default '127.0.0.1' (env FEZZ_LISTEN_HOST) */
   host?: string;
+  /** Admin listener port (request-id ABI, admin API); 0 picks a free one. @default 3001 (env FEZZ_ADMIN_PORT) */
+  adminPort?: number;
+  /** Admin listener address. Keep it on loopback unless a firewall guards it. @default '127.0.0.1' (env FEZZ_ADMIN_LISTEN_HOST) */
+  adminHost?: string;
+  /** Bearer token of the admin listener. @default a random 32-byte hex string per start (env FEZZ_TOKEN) */
+  token?: string;
   /** Dev mode: stacks in 500 bodies, debug logs, access log. @default false (env FEZZ_DEV) */
   dev?: boolean;
   /** Where bundles are cached. @default `<os tmpdir>/fezz-cache` */
@@ -41,6 +48,9 @@ export interface ResolvedHostOptions {
   readonly dir: string;
   readonly port: number;
   readonly host: string;
+  readonly adminPort: number;
+  readonly adminHost: string;
+  readonly token: string;
   readonly dev: boolean;
   readonly cacheDir: string;
   readonly logger: Logger | null;
@@ -56,6 +66,8 @@ export const DEFAULTS = {
   dir: './functions',
   port: 3000,
   host: '127.0.0.1',
+  adminPort: 3001,
+  adminHost: '127.0.0.1',
   maxBodyBytes: 1024 * 1024, // 1 MiB
   shutdownGraceMs: 10_000, // 10 s
 } as const;
@@ -80,10 +92,17 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
   if (!Array.isArray(middleware) || middleware.some((m) => typeof m !== 'function')) {
     throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['middleware', 'an array of functions (c, next) => ...', typeof middleware]);
   }
+  const token = options.token ?? randomBytes(32).toString('hex');
+  if (typeof token !== 'string' || token.length < 16 || /\s/.test(token)) {
+    throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['token', 'a string of at least 16 characters without spaces', token === undefined ? 'undefined' : `${String(token).length} characters`]);
+  }
   return Object.freeze({
     dir: path.resolve(dir),
     port: int('port', options.port ?? DEFAULTS.port, 0, 65535),
     host: options.host ?? DEFAULTS.host,
+    adminPort: int('adminPort', options.adminPort ?? DEFAULTS.adminPort, 0, 65535),
+    adminHost: options.adminHost ?? DEFAULTS.adminHost,
+    token,
     dev,
     cacheDir: path.resolve(options.cacheDir ?? path.join(os.tmpdir(), 'fezz-cache')),
     logger: options.logger ?? null,

@@ -13,6 +13,13 @@ import { compose, requestId, accessLog, cors, bodyLimit } from './middleware.js'
 import { createRequestHandler, runFunction, type DispatchState } from './dispatch.js';
 import type { Middleware, RequestContext } from './context.js';
 import type { RuntimeStats } from '../runtime/types.js';
+import { PendingStore } from '../abi/pending-store.js';
+import { AdminServer } from '../admin/admin-server.js';
+import { abiRoutes } from '../admin/abi-routes.js';
+import type { AbiEndpoint } from '../runtime/process/plugin-runtime.js';
+
+/** Largest body the admin listener takes (pushed responses), in bytes. */
+const ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024; // 64 MiB
 
 /** One function version as the host reports it. */
 export interface FunctionInfo {
@@ -33,12 +40,16 @@ export class Host {
   readonly #middleware: Middleware[];
   #chain: (c: RequestContext) => void | Promise<void>;
   readonly #server: http.Server;
+  readonly #admin: AdminServer;
+  readonly #abi: AbiEndpoint;
   #closing: Promise<void> | null = null;
 
   /** Use {@link createHost}: it loads the registry before the host exists. */
-  constructor(options: ResolvedHostOptions, logger: Logger, registry: Registry) {
+  constructor(options: ResolvedHostOptions, logger: Logger, registry: Registry, admin: AdminServer, abi: AbiEndpoint) {
     this.options = options;
     this.logger = logger;
+    this.#admin = admin;
+    this.#abi = abi;
     this.#state = { registry, accepting: true, active: 0 };
     this.#middleware = [requestId()];
     if (options.accessLog) this.#middleware.push(accessLog(logger));
@@ -65,8 +76,13 @@ export class Host {
   /** The middleware chain in order (a copy). */
   get middleware(): Middleware[] { return [...this.#middleware]; }
 
-  /** Start listening. Resolves with the bound address once the socket is open. */
-  listen(): Promise<{ port: number; host: string; url: string }> {
+  /**
+   * Start the admin listener (plugins need it), start `instances.min` of every function,
+   * then open the public listener. Resolves with the public address.
+   */
+  async listen(): Promise<{ port: number; host: string; url: string }> {
+    await this.#admin.listen();
+    await this.#state.registry.warm();
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.options.port, this.options.host, () => {
@@ -85,6 +101,15 @@ export class Host {
     return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
+  /** The admin listener's URL (what plugins get as FEZZ_HOST). */
+  get adminUrl(): string { return this.#admin.url; }
+
+  /** The admin listener's bearer token (what plugins get as FEZZ_TOKEN). */
+  get token(): string { return this.options.token; }
+
+  /** Requests waiting for a plugin's answer now (the ABI's pending map). */
+  get pendingRequests(): number { return this.#abi.store.size; }
+
   /** Functions that could not be loaded, and why. */
   get problems(): readonly LoadProblem[] { return this.#state.registry.problems; }
 
@@ -102,7 +127,7 @@ export class Host {
    * instances drain (up to `shutdownGraceMs`) and stop.
    */
   async reload(): Promise<readonly LoadProblem[]> {
-    const next = await loadRegistry({ dir: this.options.dir, cacheDir: this.options.cacheDir, logger: this.logger, dev: this.options.dev });
+    const next = await loadRegistry({ dir: this.options.dir, cacheDir: this.options.cacheDir, logger: this.logger, dev: this.options.dev, abi: this.#abi });
     await next.warm();
     const prev = this.#state.registry;
     this.#state.registry = next;
@@ -126,20 +151,25 @@ export class Host {
       await state.registry.close(Math.max(0, deadline - performance.now()));
       this.#server.closeAllConnections();
       await closed;
+      await this.#admin.close();
+      this.#abi.store.close();
     })();
     return this.#closing;
   }
 }
 
 /**
- * Create a host: validate options, load the functions directory (bad functions are logged
- * and skipped), start `instances.min` of each. Call `listen()` to serve.
+ * Create a host: validate options and load the functions directory (bad functions are
+ * logged and skipped). Call `listen()` to serve.
  * @throws FezzError FEZZ_ERR_CONFIG_INVALID for bad options or an unreadable `dir`.
  */
 export async function createHost(options: HostOptions = {}): Promise<Host> {
   const resolved = resolveOptions(options);
   const logger = resolved.logger ?? createLogger({ level: resolved.logLevel });
-  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev });
-  await registry.warm();
-  return new Host(resolved, logger, registry);
+  const store = new PendingStore();
+  const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES });
+  admin.add(abiRoutes(store, logger));
+  const abi: AbiEndpoint = { store, token: resolved.token, url: () => admin.url };
+  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi });
+  return new Host(resolved, logger, registry, admin, abi);
 }

@@ -7,7 +7,7 @@
  * A function that cannot be served (bad manifest, missing entry, build error, route conflict,
  * unknown runtime) is left out and reported in `problems`; it never stops the host.
  */
-import { readdir } from 'node:fs/promises';
+import { access, constants, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
 import type { Logger } from 'pino';
@@ -18,6 +18,8 @@ import { HostRouter } from '../router/router.js';
 import { IsolatePool } from '../runtime/isolate/pool.js';
 import { InlineRuntime } from '../runtime/inline/inline-runtime.js';
 import type { FunctionRuntime } from '../runtime/types.js';
+import { PluginRuntime, type AbiEndpoint } from '../runtime/process/plugin-runtime.js';
+import { pluginHostCommand } from '../runtime/native/plugin-host-command.js';
 
 /** One loaded function version and the runtime that runs it. */
 export interface FunctionVersion {
@@ -42,6 +44,8 @@ export interface RegistryOptions {
   cacheDir: string;
   logger: Logger;
   dev: boolean;
+  /** Where `process` and `native` plugins reach the request-id ABI. */
+  abi: AbiEndpoint;
 }
 
 /** A loaded snapshot of the functions directory. */
@@ -166,7 +170,22 @@ async function createRuntime(fn: ResolvedFunction, options: RegistryOptions): Pr
       const bundle = await bundleEntry(fn.entryPath, options.cacheDir, path.relative(process.cwd(), fn.manifestPath));
       return new InlineRuntime({ fnKey: fn.key, moduleUrl: bundle.url, env: m.env, handlerNames, limits: m.limits, logger, dev: options.dev });
     }
-    default:
-      throw fezzError('FEZZ_ERR_MANIFEST_INVALID', [path.relative(process.cwd(), fn.manifestPath), `field "runtime": "${m.runtime}" is not available in this build (expected "isolate" or "inline")`]);
+    case 'process':
+    case 'native': {
+      if (m.runtime === 'process') await assertExecutable(fn);
+      const base = {
+        fnKey: fn.key, id: fn.id, version: fn.version, kind: m.runtime, cwd: fn.dir, entryPath: fn.entryPath,
+        env: m.env, limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
+      } as const;
+      return new PluginRuntime({ ...base, command: m.runtime === 'process' ? [fn.entryPath] : pluginHostCommand(fn.entryPath) });
+    }
+  }
+}
+
+async function assertExecutable(fn: ResolvedFunction): Promise<void> {
+  try {
+    await access(fn.entryPath, constants.X_OK);
+  } catch {
+    throw fezzError('FEZZ_ERR_MANIFEST_INVALID', [path.relative(process.cwd(), fn.manifestPath), `field "entry": ${fn.manifest.entry} must be an executable file for runtime "process" (chmod +x, and a #! line for scripts)`]);
   }
 }

@@ -26,7 +26,7 @@ export async function startHost(dir: string, options: HostOptions = {}): Promise
     },
   });
   const logger = pino({ level: 'debug' }, sink);
-  const host = await createHost({ dir, port: 0, logger, cacheDir: path.join(os.tmpdir(), 'fezz-test-cache'), ...options });
+  const host = await createHost({ dir, port: 0, adminPort: 0, logger, cacheDir: path.join(os.tmpdir(), 'fezz-test-cache'), ...options });
   const { url } = await host.listen();
   return { host, url, logs, close: () => host.close(2000) };
 }

@@ -23,19 +23,27 @@ export function serveCommand(): Command {
     .addOption(new Option('-d, --dir <path>', 'functions directory, one <id>@<version>/ per function').env('FEZZ_DIR').default('./functions'))
     .addOption(new Option('-p, --port <port>', 'public listener port (0 = any free port)').env('FEZZ_PORT').default(3000).argParser(port))
     .addOption(new Option('--host <address>', 'public listener address').env('FEZZ_LISTEN_HOST').default('127.0.0.1'))
+    .addOption(new Option('--admin-port <port>', 'admin listener port: request-id ABI, admin API (0 = any free port)').env('FEZZ_ADMIN_PORT').default(3001).argParser(port))
+    .addOption(new Option('--admin-host <address>', 'admin listener address').env('FEZZ_ADMIN_LISTEN_HOST').default('127.0.0.1'))
+    .addOption(new Option('--token <token>', 'admin bearer token (default: random per start, printed once)').env('FEZZ_TOKEN'))
     .addOption(new Option('--dev', 'dev mode: stacks in 500 bodies, debug logs, access log').env('FEZZ_DEV').default(false))
     .addOption(new Option('--access-log', 'log one line per request').default(false))
     .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
     .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
-    .action(async (opts: { dir: string; port: number; host: string; dev: boolean | string; accessLog: boolean; cacheDir?: string; grace: number }) => {
+    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; dev: boolean | string; accessLog: boolean; cacheDir?: string; grace: number }) => {
       const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
       const host = await createHost({
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
+        adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token,
         accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace,
       });
       const { url } = await host.listen();
       const fns = host.functions();
-      host.logger.info({ url, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
+      host.logger.info({ url, admin: host.adminUrl, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
+      if (opts.token === undefined) {
+        // Printed once: plugins started by this host get it as FEZZ_TOKEN; the CLI needs it too.
+        process.stderr.write(`admin token (FEZZ_TOKEN) for ${host.adminUrl}: ${host.token}\n`);
+      }
       for (const f of fns) {
         const routes = f.latest ? f.routes.map((r) => `${r.method} ${r.path}`) : [];
         host.logger.info({ fn: f.key, runtime: f.runtime, rpc: `/rpc/${f.key}`, routes }, 'serving');

@@ -1,0 +1,261 @@
+// Package fezz is the Go SDK for the fezz request-id plugin ABI (see docs/abi.md).
+//
+// A plugin is handed only a request id (a positive 63-bit integer). It fetches the request
+// from the host's admin listener ($FEZZ_HOST, bearer token $FEZZ_TOKEN), does its work and
+// pushes the response back. One Handler serves both runtimes:
+//
+//	func handle(req *fezz.Request) (*fezz.Response, error) {
+//		return fezz.Text(200, "hello "+req.Path), nil
+//	}
+//
+//	// runtime "process" (go build): ids arrive on stdin.
+//	func main() { fezz.Main(handle) }
+//
+//	// runtime "native" (go build -buildmode=c-shared): main is ignored and the host calls
+//	// the exported symbol. The file must `import "C"`.
+//	//export fezz_handle_request
+//	func fezz_handle_request(id int64) int32 { return fezz.HandleNative(id, handle) }
+//
+// The package uses the standard library only.
+package fezz
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Request is one incoming HTTP request, as the function sees it.
+type Request struct {
+	Method     string            // "GET", "POST", ...
+	URL        string            // path + "?" + query: "/echo/a?x=1&y=2"
+	Path       string            // "/echo/a" (for /rpc/<id>/<rest> addressing: "/<rest>")
+	Query      string            // raw query without "?": "x=1&y=2" ("" when none)
+	Header     map[string]string // lower-case names; repeated headers joined with ", "
+	Body       []byte            // raw body bytes
+	DeadlineMs int64             // epoch ms after which the host answers 504 itself
+}
+
+// Get returns the value of header name (case-insensitive), or "" when absent.
+func (r *Request) Get(name string) string { return r.Header[strings.ToLower(name)] }
+
+// Lookup returns the value of header name (case-insensitive) and whether it is present.
+func (r *Request) Lookup(name string) (string, bool) {
+	v, ok := r.Header[strings.ToLower(name)]
+	return v, ok
+}
+
+// Deadline is DeadlineMs as a time.Time.
+func (r *Request) Deadline() time.Time { return time.UnixMilli(r.DeadlineMs) }
+
+// Response is what a handler answers. A zero Status means 200.
+type Response struct {
+	Status int
+	Header map[string]string
+	Body   []byte
+}
+
+// Set sets header name (stored lower-case) to value and returns r, for chaining.
+func (r *Response) Set(name, value string) *Response {
+	if r.Header == nil {
+		r.Header = map[string]string{}
+	}
+	r.Header[strings.ToLower(name)] = value
+	return r
+}
+
+// Text builds a text/plain response.
+func Text(status int, body string) *Response {
+	return &Response{Status: status, Header: map[string]string{"content-type": "text/plain; charset=utf-8"}, Body: []byte(body)}
+}
+
+// JSON builds an application/json response from v (encoding/json rules).
+func JSON(status int, v any) (*Response, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return &Response{Status: status, Header: map[string]string{"content-type": "application/json"}, Body: b}, nil
+}
+
+// HostError is a non-2xx answer from the host: 401 bad token, 400 malformed id or body,
+// 404 unknown or expired id, 409 already answered.
+type HostError struct {
+	StatusCode int    // HTTP status of the answer
+	Code       string // e.g. "FEZZ_ERR_ABI_UNKNOWN_REQUEST"
+	Message    string
+	Endpoint   string // "get-request-info", "push-response-info", ...
+}
+
+func (e *HostError) Error() string {
+	s := fmt.Sprintf("fezz: %s returned %d", e.Endpoint, e.StatusCode)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// StatusOf returns the HTTP status of a *HostError in err's chain, or 0.
+func StatusOf(err error) int {
+	var he *HostError
+	if errors.As(err, &he) {
+		return he.StatusCode
+	}
+	return 0
+}
+
+// The admin listener is on loopback: never proxied, connections kept alive across calls.
+var client = &http.Client{
+	Timeout: 30 * time.Second,
+	Transport: &http.Transport{
+		Proxy:               nil,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     30 * time.Second,
+	},
+}
+
+func call(method, endpoint string, id int64, body []byte) ([]byte, error) {
+	host := strings.TrimRight(os.Getenv("FEZZ_HOST"), "/")
+	if host == "" {
+		return nil, errors.New("fezz: FEZZ_HOST is not set")
+	}
+	token, ok := os.LookupEnv("FEZZ_TOKEN")
+	if !ok {
+		return nil, errors.New("fezz: FEZZ_TOKEN is not set")
+	}
+	url := host + "/admin/" + endpoint + "?request_id=" + strconv.FormatInt(id, 10)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return nil, fmt.Errorf("fezz: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fezz: %s: %w", endpoint, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("fezz: %s: reading the answer: %w", endpoint, err)
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		he := &HostError{StatusCode: res.StatusCode, Endpoint: endpoint}
+		var e struct{ Code, Message string }
+		if json.Unmarshal(data, &e) == nil {
+			he.Code, he.Message = e.Code, e.Message
+		}
+		return nil, he
+	}
+	return data, nil
+}
+
+type wireRequest struct {
+	Method       string            `json:"method"`
+	URL          string            `json:"url"`
+	Path         string            `json:"path"`
+	Query        string            `json:"query"`
+	Headers      map[string]string `json:"headers"`
+	Body         string            `json:"body"`
+	BodyEncoding string            `json:"bodyEncoding"`
+	DeadlineMs   json.Number       `json:"deadlineMs"`
+}
+
+type wireResponse struct {
+	Status       int               `json:"status"`
+	Headers      map[string]string `json:"headers"`
+	Body         string            `json:"body"`
+	BodyEncoding string            `json:"bodyEncoding"`
+}
+
+// FetchRequest gets request id from the host (GET /admin/get-request-info).
+func FetchRequest(id int64) (*Request, error) {
+	data, err := call(http.MethodGet, "get-request-info", id, nil)
+	if err != nil {
+		return nil, err
+	}
+	var w wireRequest
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("fezz: get-request-info: bad JSON from the host: %w", err)
+	}
+	r := &Request{Method: w.Method, URL: w.URL, Path: w.Path, Query: w.Query, Header: map[string]string{}}
+	for k, v := range w.Headers {
+		r.Header[strings.ToLower(k)] = v
+	}
+	if w.BodyEncoding == "base64" {
+		if r.Body, err = base64.StdEncoding.DecodeString(w.Body); err != nil {
+			return nil, fmt.Errorf("fezz: get-request-info: bad base64 body: %w", err)
+		}
+	} else {
+		r.Body = []byte(w.Body)
+	}
+	if w.DeadlineMs != "" {
+		if r.DeadlineMs, err = w.DeadlineMs.Int64(); err != nil {
+			f, ferr := w.DeadlineMs.Float64()
+			if ferr != nil {
+				return nil, fmt.Errorf("fezz: get-request-info: bad deadlineMs %q", w.DeadlineMs)
+			}
+			r.DeadlineMs = int64(f)
+		}
+	}
+	return r, nil
+}
+
+// PushResponse answers request id (POST /admin/push-response-info). The body goes as UTF-8
+// text when it is valid UTF-8, else as base64. A second push fails with a 409 HostError.
+func PushResponse(id int64, resp *Response) error {
+	w := wireResponse{Status: resp.Status, Headers: resp.Header, BodyEncoding: "utf8"}
+	if w.Status == 0 {
+		w.Status = http.StatusOK
+	}
+	if w.Headers == nil {
+		w.Headers = map[string]string{}
+	}
+	if utf8.Valid(resp.Body) {
+		w.Body = string(resp.Body)
+	} else {
+		w.Body, w.BodyEncoding = base64.StdEncoding.EncodeToString(resp.Body), "base64"
+	}
+	data, err := json.Marshal(w)
+	if err != nil {
+		return fmt.Errorf("fezz: push-response-info: %w", err)
+	}
+	_, err = call(http.MethodPost, "push-response-info", id, data)
+	return err
+}
+
+// PushError fails request id with message (POST /admin/push-error-info): the client gets 500.
+func PushError(id int64, message string) error {
+	data, _ := json.Marshal(map[string]string{"message": message})
+	_, err := call(http.MethodPost, "push-error-info", id, data)
+	return err
+}
+
+// PostRaw POSTs body as-is to /admin/<endpoint>?request_id=id. For tests and tools.
+func PostRaw(id int64, endpoint string, body []byte) error {
+	if body == nil {
+		body = []byte{}
+	}
+	_, err := call(http.MethodPost, endpoint, id, body)
+	return err
+}

@@ -1,0 +1,3 @@
+module fezz.dev/sdk/go
+
+go 1.19

@@ -1,0 +1,146 @@
+package fezz
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Handler serves one request. Returning an error (or panicking) fails the request: the SDK
+// pushes the error's message to push-error-info and the client gets 500.
+type Handler func(req *Request) (*Response, error)
+
+// Handle fetches request id, runs h and pushes its response, or pushes an error when h
+// fails or panics. The returned error says what went wrong (nil when a response was pushed).
+func Handle(id int64, h Handler) error { return handle(id, h, nil) }
+
+func handle(id int64, h Handler, onFetched func(deadlineMs int64)) error {
+	req, err := FetchRequest(id)
+	if onFetched != nil {
+		var dl int64
+		if req != nil {
+			dl = req.DeadlineMs
+		}
+		onFetched(dl)
+	}
+	if err != nil {
+		return err
+	}
+	resp, err := run(h, req)
+	if err != nil {
+		if perr := PushError(id, err.Error()); perr != nil {
+			return fmt.Errorf("%v (and push-error-info failed: %w)", err, perr)
+		}
+		return err
+	}
+	return PushResponse(id, resp)
+}
+
+// run calls h, turning a panic or a nil response into an error.
+func run(h Handler, req *Request) (resp *Response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	resp, err = h(req)
+	if err == nil && resp == nil {
+		err = errors.New("handler returned no response")
+	}
+	return resp, err
+}
+
+// HandleNative is the body of a native plugin's exported fezz_handle_request: it runs
+// Handle and returns 0 on success, 1 on failure (logged to stderr). It never panics.
+func HandleNative(id int64, h Handler) (rc int32) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(os.Stderr, "fezz: request %d: panic: %v\n", id, p)
+			rc = 1
+		}
+	}()
+	if err := Handle(id, h); err != nil {
+		logFailure(id, err)
+		return 1
+	}
+	return 0
+}
+
+// logFailure writes "fezz: request <id>: <error>" to stderr (the host logs it).
+func logFailure(id int64, err error) {
+	fmt.Fprintf(os.Stderr, "fezz: request %d: %s\n", id, strings.TrimPrefix(err.Error(), "fezz: "))
+}
+
+// Serve runs a process-mode plugin: it reads decimal request ids, one per line, from
+// stdin and handles each on its own goroutine. On EOF it waits until the in-flight
+// handlers finish (or until all of their deadlines have passed) and returns nil.
+func Serve(h Handler) error { return ServeReader(os.Stdin, h) }
+
+// ServeReader is Serve reading ids from r.
+func ServeReader(r io.Reader, h Handler) error {
+	var (
+		mu          sync.Mutex
+		inflight    int
+		unfetched   int
+		maxDeadline int64
+	)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		id, err := strconv.ParseInt(line, 10, 64)
+		if err != nil || id <= 0 {
+			fmt.Fprintf(os.Stderr, "fezz: ignoring a stdin line that is not a request id: %q\n", line)
+			continue
+		}
+		mu.Lock()
+		inflight++
+		unfetched++
+		mu.Unlock()
+		go func(id int64) {
+			defer func() {
+				mu.Lock()
+				inflight--
+				mu.Unlock()
+			}()
+			err := handle(id, h, func(dl int64) {
+				mu.Lock()
+				unfetched--
+				if dl > maxDeadline {
+					maxDeadline = dl
+				}
+				mu.Unlock()
+			})
+			if err != nil {
+				logFailure(id, err)
+			}
+		}(id)
+	}
+	for {
+		mu.Lock()
+		done := inflight == 0 || (unfetched == 0 && time.Now().UnixMilli() >= maxDeadline)
+		mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return sc.Err()
+}
+
+// Main is Serve for a main function: it exits 0 on stdin EOF and 1 if stdin fails.
+func Main(h Handler) {
+	if err := Serve(h); err != nil {
+		fmt.Fprintf(os.Stderr, "fezz: reading stdin: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}

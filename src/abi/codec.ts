@@ -1,0 +1,76 @@
+/**
+ * Conversions between the wire form and the ABI's JSON bodies.
+ */
+import { fezzError } from '../errors.js';
+import type { WireRequest, WireResponse } from '../wire/types.js';
+import { responseInfoSchema, type RequestInfo } from './schema.js';
+import { describeIssues } from '../manifest/schema.js';
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Build the `get-request-info` body for `wire`, due at `deadlineMs` (epoch ms). */
+export function toRequestInfo(wire: WireRequest, deadlineMs: number): RequestInfo {
+  // wire.url is absolute (http://host/path?q); the ABI gives path and query as the function sees them.
+  const u = wire.url;
+  const slash = u.indexOf('/', u.indexOf('//') + 2);
+  const target = slash === -1 ? '/' : u.slice(slash);
+  const q = target.indexOf('?');
+  const headers: Record<string, string> = {};
+  const raw = wire.headers;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const prev = headers[name];
+    headers[name] = prev === undefined ? raw[i + 1]! : `${prev}, ${raw[i + 1]!}`;
+  }
+  let body = '';
+  let bodyEncoding: 'utf8' | 'base64' = 'utf8';
+  if (wire.body !== null && wire.body.byteLength > 0) {
+    try {
+      body = strictUtf8.decode(wire.body);
+    } catch {
+      body = Buffer.from(wire.body.buffer, wire.body.byteOffset, wire.body.byteLength).toString('base64');
+      bodyEncoding = 'base64';
+    }
+  }
+  return {
+    method: wire.method,
+    url: target,
+    path: q === -1 ? target : target.slice(0, q),
+    query: q === -1 ? '' : target.slice(q + 1),
+    headers, body, bodyEncoding, deadlineMs,
+  };
+}
+
+/**
+ * Parse and validate a `push-response-info` body into a wire response.
+ * @throws FezzError FEZZ_ERR_ABI_BAD_BODY naming what is wrong (bad JSON, a field, bad base64).
+ */
+export function fromResponseInfo(text: string): WireResponse {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['push-response-info', `not valid JSON (${(err as Error).message})`]);
+  }
+  const parsed = responseInfoSchema.safeParse(raw);
+  if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['push-response-info', describeIssues(parsed.error)]);
+  const info = parsed.data;
+  const headers: string[] = [];
+  for (const name in info.headers) {
+    const v = info.headers[name]!;
+    if (Array.isArray(v)) for (const x of v) headers.push(name, x);
+    else headers.push(name, v);
+  }
+  let body: string | Uint8Array | null = null;
+  if (info.body !== '') {
+    if (info.bodyEncoding === 'base64') {
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(info.body.replace(/\s+/g, ''))) {
+        throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['push-response-info', 'field "body": not valid base64']);
+      }
+      body = Buffer.from(info.body, 'base64');
+    } else {
+      body = info.body;
+    }
+  }
+  return { status: info.status, headers, body };
+}

@@ -1,0 +1,142 @@
+/**
+ * The admin listener: a second HTTP server, on loopback by default, behind a bearer token.
+ * It serves the request-id ABI (plugins call it) and, later, the admin API and /metrics.
+ */
+import http from 'node:http';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { FezzError, fezzError } from '../errors.js';
+import { errorResponseWithMessage } from '../wire/error-response.js';
+import type { WireResponse } from '../wire/types.js';
+
+/** What an admin route handler gets. */
+export interface AdminRequest {
+  method: string;
+  path: string;
+  search: URLSearchParams;
+  /** The whole request body (empty for GET). */
+  body: Buffer;
+}
+
+/** One admin endpoint. Handlers throw FezzError for error answers. */
+export interface AdminRoute {
+  method: string;
+  path: string;
+  handle(req: AdminRequest): WireResponse | Promise<WireResponse>;
+}
+
+export interface AdminServerOptions {
+  host: string;
+  port: number;
+  /** Bearer token every request must carry. */
+  token: string;
+  logger: Logger;
+  /** Largest request body, in bytes (pushes carry response bodies). */
+  maxBodyBytes: number;
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+export class AdminServer {
+  readonly #o: AdminServerOptions;
+  readonly #routes = new Map<string, AdminRoute[]>();
+  readonly #server: http.Server;
+  readonly #tokenDigest: Buffer;
+
+  constructor(options: AdminServerOptions) {
+    this.#o = options;
+    this.#tokenDigest = digest(`Bearer ${options.token}`);
+    this.#server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => { void this.#handle(req, res); });
+  }
+
+  /** Add routes. @throws Error when a method+path is taken. */
+  add(routes: AdminRoute[]): void {
+    for (const r of routes) {
+      const list = this.#routes.get(r.path) ?? [];
+      if (list.some((x) => x.method === r.method)) throw new Error(`admin route ${r.method} ${r.path} is already defined`);
+      list.push(r);
+      this.#routes.set(r.path, list);
+    }
+  }
+
+  listen(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#o.port, this.#o.host, () => {
+        this.#server.off('error', reject);
+        resolve(this.url);
+      });
+    });
+  }
+
+  /** e.g. `http://127.0.0.1:3001` */
+  get url(): string {
+    const a = this.#server.address() as AddressInfo | null;
+    if (a === null) throw new Error('admin listener is not listening');
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+
+  #authorized(req: http.IncomingMessage): boolean {
+    const h = req.headers.authorization;
+    // Compare digests: constant time, and no length leak.
+    return typeof h === 'string' && timingSafeEqual(digest(h), this.#tokenDigest);
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    let out: WireResponse;
+    try {
+      out = await this.#route(req);
+    } catch (err) {
+      if (err instanceof FezzError) {
+        out = errorResponseWithMessage(err.statusCode, err.code, err.message);
+        if (err.statusCode === 401) out.headers.push('www-authenticate', 'Bearer');
+        if (err.statusCode === 413) out.headers.push('connection', 'close');
+      } else {
+        this.#o.logger.error({ err }, 'admin request failed');
+        out = errorResponseWithMessage(500, 'FEZZ_ERR_ADMIN_INTERNAL', 'see the host log');
+      }
+    }
+    const body = out.body ?? '';
+    out.headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
+    res.writeHead(out.status, out.headers);
+    res.end(body);
+  }
+
+  async #route(req: http.IncomingMessage): Promise<WireResponse> {
+    if (!this.#authorized(req)) {
+      req.resume();
+      throw fezzError('FEZZ_ERR_ABI_UNAUTHORIZED');
+    }
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const list = this.#routes.get(url.pathname);
+    const method = req.method ?? 'GET';
+    if (list === undefined) { req.resume(); throw fezzError('FEZZ_ERR_ADMIN_NOT_FOUND', [method, url.pathname]); }
+    const route = list.find((r) => r.method === method);
+    if (route === undefined) { req.resume(); throw fezzError('FEZZ_ERR_ADMIN_METHOD', [method, url.pathname]); }
+    const body = method === 'GET' || method === 'HEAD' ? Buffer.alloc(0) : await this.#readBody(req);
+    return route.handle({ method, path: url.pathname, search: url.searchParams, body });
+  }
+
+  #readBody(req: http.IncomingMessage): Promise<Buffer> {
+    const limit = this.#o.maxBodyBytes;
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > limit) { req.pause(); reject(fezzError('FEZZ_ERR_ABI_BODY_TOO_LARGE', [limit])); return; }
+        chunks.push(c);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks, size)));
+      req.on('error', reject);
+    });
+  }
+}
