@@ -53,6 +53,10 @@ export const errorSpecs = {
   FEZZ_ERR_PLUGIN_BAD_RESPONSE: { message: 'Function %s pushed a malformed response: %s', statusCode: 502, base: Error },
   FEZZ_ERR_PLUGIN_ERROR: { message: 'Function %s reported an error: %s', statusCode: 500, base: Error },
 
+  // --- operating: deploy, delete, reload (admin API) ---
+  FEZZ_ERR_DEPLOY_REJECTED: { message: 'Deploy of %s refused: %s', statusCode: 422, base: Error },
+  FEZZ_ERR_FUNCTION_VERSION_NOT_FOUND: { message: 'No function version %s', statusCode: 404, base: Error },
+
   // --- manifests and the functions directory (manifest/registry) ---
   FEZZ_ERR_MANIFEST_INVALID: { message: '%s: %s', statusCode: 500, base: TypeError },
   FEZZ_ERR_MANIFEST_DIR_NAME: { message: '%s: directory name must be "%s" (from the manifest\'s id and version), got "%s"', statusCode: 500, base: TypeError },
@@ -96,7 +100,7 @@ export function fezzError(code: FezzErrorCode, args: readonly unknown[] = [], ca
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
-  413: 'Payload Too Large', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  413: 'Payload Too Large', 422: 'Unprocessable Entity', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };
 

@@ -15,15 +15,33 @@ export interface AdminRequest {
   method: string;
   path: string;
   search: URLSearchParams;
+  /** `:name` segments of the route path. */
+  params: Record<string, string>;
   /** The whole request body (empty for GET). */
   body: Buffer;
+  /** The raw response, for handlers that stream (they return `null`). */
+  res: http.ServerResponse;
 }
 
-/** One admin endpoint. Handlers throw FezzError for error answers. */
+/**
+ * One admin endpoint; `path` may have `:name` segments (`/admin/functions/:id/:version`).
+ * Handlers throw FezzError for error answers, or write `res` themselves and return `null`.
+ */
 export interface AdminRoute {
   method: string;
   path: string;
-  handle(req: AdminRequest): WireResponse | Promise<WireResponse>;
+  handle(req: AdminRequest): WireResponse | null | Promise<WireResponse | null>;
+}
+
+interface CompiledRoute { route: AdminRoute; re: RegExp; names: string[] }
+
+function compile(route: AdminRoute): CompiledRoute {
+  const names: string[] = [];
+  const re = new RegExp('^' + route.path.split('/').map((seg) => {
+    if (seg.startsWith(':')) { names.push(seg.slice(1)); return '([^/]+)'; }
+    return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }).join('/') + '$');
+  return { route, re, names };
 }
 
 export interface AdminServerOptions {
@@ -40,7 +58,7 @@ const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 export class AdminServer {
   readonly #o: AdminServerOptions;
-  readonly #routes = new Map<string, AdminRoute[]>();
+  readonly #routes: CompiledRoute[] = [];
   readonly #server: http.Server;
   readonly #tokenDigest: Buffer;
 
@@ -53,10 +71,8 @@ export class AdminServer {
   /** Add routes. @throws Error when a method+path is taken. */
   add(routes: AdminRoute[]): void {
     for (const r of routes) {
-      const list = this.#routes.get(r.path) ?? [];
-      if (list.some((x) => x.method === r.method)) throw new Error(`admin route ${r.method} ${r.path} is already defined`);
-      list.push(r);
-      this.#routes.set(r.path, list);
+      if (this.#routes.some((x) => x.route.method === r.method && x.route.path === r.path)) throw new Error(`admin route ${r.method} ${r.path} is already defined`);
+      this.#routes.push(compile(r));
     }
   }
 
@@ -93,7 +109,9 @@ export class AdminServer {
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let out: WireResponse;
     try {
-      out = await this.#route(req);
+      const r = await this.#route(req, res);
+      if (r === null) return; // streamed by the handler
+      out = r;
     } catch (err) {
       if (err instanceof FezzError) {
         out = errorResponseWithMessage(err.statusCode, err.code, err.message);
@@ -110,19 +128,27 @@ export class AdminServer {
     res.end(body);
   }
 
-  async #route(req: http.IncomingMessage): Promise<WireResponse> {
+  async #route(req: http.IncomingMessage, res: http.ServerResponse): Promise<WireResponse | null> {
     if (!this.#authorized(req)) {
       req.resume();
       throw fezzError('FEZZ_ERR_ABI_UNAUTHORIZED');
     }
     const url = new URL(req.url ?? '/', 'http://admin');
-    const list = this.#routes.get(url.pathname);
     const method = req.method ?? 'GET';
-    if (list === undefined) { req.resume(); throw fezzError('FEZZ_ERR_ADMIN_NOT_FOUND', [method, url.pathname]); }
-    const route = list.find((r) => r.method === method);
-    if (route === undefined) { req.resume(); throw fezzError('FEZZ_ERR_ADMIN_METHOD', [method, url.pathname]); }
-    const body = method === 'GET' || method === 'HEAD' ? Buffer.alloc(0) : await this.#readBody(req);
-    return route.handle({ method, path: url.pathname, search: url.searchParams, body });
+    let pathMatched = false;
+    for (const c of this.#routes) {
+      const m = c.re.exec(url.pathname);
+      if (m === null) continue;
+      pathMatched = true;
+      if (c.route.method !== method) continue;
+      const params: Record<string, string> = {};
+      c.names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]!); });
+      const body = method === 'GET' || method === 'HEAD' ? Buffer.alloc(0) : await this.#readBody(req);
+      return c.route.handle({ method, path: url.pathname, search: url.searchParams, params, body, res });
+    }
+    req.resume();
+    if (pathMatched) throw fezzError('FEZZ_ERR_ADMIN_METHOD', [method, url.pathname]);
+    throw fezzError('FEZZ_ERR_ADMIN_NOT_FOUND', [method, url.pathname]);
   }
 
   #readBody(req: http.IncomingMessage): Promise<Buffer> {

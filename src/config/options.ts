@@ -6,7 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import type { Logger } from 'pino';
 import { fezzError } from '../errors.js';
 import type { Middleware } from '../host/context.js';
 import type { CorsOptions } from '../host/middleware.js';
@@ -28,8 +27,10 @@ export interface HostOptions {
   dev?: boolean;
   /** Where bundles are cached. @default `<os tmpdir>/fezz-cache` */
   cacheDir?: string;
-  /** A pino logger to use instead of the host's own. */
-  logger?: Logger;
+  /** Where JSON log lines go (anything with `write(string)`). @default stdout */
+  logDestination?: { write(line: string): unknown };
+  /** Watch the functions directory and hot-reload on changes. @default false (`fezz serve` turns it on) */
+  watch?: boolean;
   /** Log level of the host's own logger. @default 'info' ('debug' in dev) */
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Log one line per request. @default false (true in dev) */
@@ -53,7 +54,8 @@ export interface ResolvedHostOptions {
   readonly token: string;
   readonly dev: boolean;
   readonly cacheDir: string;
-  readonly logger: Logger | null;
+  readonly logDestination: { write(line: string): unknown } | null;
+  readonly watch: boolean;
   readonly logLevel: NonNullable<HostOptions['logLevel']>;
   readonly accessLog: boolean;
   readonly cors: false | CorsOptions;
@@ -105,7 +107,8 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
     token,
     dev,
     cacheDir: path.resolve(options.cacheDir ?? path.join(os.tmpdir(), 'fezz-cache')),
-    logger: options.logger ?? null,
+    logDestination: options.logDestination ?? null,
+    watch: options.watch ?? false,
     logLevel: options.logLevel ?? (dev ? 'debug' : 'info'),
     accessLog: options.accessLog ?? dev,
     cors: options.cors ?? false,

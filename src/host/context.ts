@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RouteMatch } from '../router/router.js';
-import type { FunctionVersion } from '../registry/registry.js';
+import type { FunctionVersion, Registry } from '../registry/registry.js';
 import type { WireResponse } from '../wire/types.js';
 
 /**
@@ -20,6 +20,8 @@ export class RequestContext {
   requestId = '';
   /** What the router found, resolved before the chain runs. */
   match: RouteMatch<FunctionVersion>;
+  /** The registry snapshot `match` came from. */
+  registry: Registry;
   /** Request body: `undefined` until read, `null` when there is none. */
   body: Uint8Array | null | undefined = undefined;
   /** The response to write; a middleware that sets it and skips `next()` short-circuits. */
@@ -31,13 +33,14 @@ export class RequestContext {
   /** performance.now() at arrival, in ms. */
   readonly startTime: number;
 
-  constructor(req: IncomingMessage, res: ServerResponse, method: string, path: string, search: string, match: RouteMatch<FunctionVersion>, startTime: number) {
+  constructor(req: IncomingMessage, res: ServerResponse, method: string, path: string, search: string, match: RouteMatch<FunctionVersion>, registry: Registry, startTime: number) {
     this.req = req;
     this.res = res;
     this.method = method;
     this.path = path;
     this.search = search;
     this.match = match;
+    this.registry = registry;
     this.startTime = startTime;
   }
 }

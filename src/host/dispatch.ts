@@ -31,6 +31,13 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
   const m = c.match;
   switch (m.kind) {
     case 'found': {
+      if (c.registry !== state.registry) {
+        // A reload swapped the registry while this request's body was read: route it again
+        // against the new one rather than call a runtime that is draining.
+        c.registry = state.registry;
+        c.match = state.registry.router.match(c.method, c.path);
+        return runFunction(state, c);
+      }
       if (c.body === undefined) {
         // No bodyLimit middleware in the chain: still enforce the function's limit.
         if (!hasBody(c.req)) c.body = null;
@@ -45,7 +52,11 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
         }
       }
       const wire = { method: c.method, url: 'http://' + hostOf(c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };
-      return m.fn.runtime.invoke({ requestId: c.requestId, wire, handler: m.handler, params: m.params }).then((r) => { c.response = r; });
+      const fn = m.fn;
+      return fn.runtime.invoke({ requestId: c.requestId, wire, handler: m.handler, params: m.params }).then((r) => {
+        c.response = r;
+        fn.stats.record(r.status, performance.now() - c.startTime);
+      });
     }
     case 'health':
       c.response = state.accepting
@@ -97,7 +108,7 @@ export function createRequestHandler(state: DispatchState, chain: (c: RequestCon
     } catch {
       match = BAD_URL;
     }
-    const c = new RequestContext(req, res, method, path, search, match, start);
+    const c = new RequestContext(req, res, method, path, search, match, state.registry, start);
     state.active++;
     res.once('close', () => { state.active--; });
     if (!state.accepting && match.kind !== 'health') {

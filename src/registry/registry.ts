@@ -7,7 +7,7 @@
  * A function that cannot be served (bad manifest, missing entry, build error, route conflict,
  * unknown runtime) is left out and reported in `problems`; it never stops the host.
  */
-import { access, constants, readdir } from 'node:fs/promises';
+import { access, constants, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
 import type { Logger } from 'pino';
@@ -20,11 +20,16 @@ import { InlineRuntime } from '../runtime/inline/inline-runtime.js';
 import type { FunctionRuntime } from '../runtime/types.js';
 import { PluginRuntime, type AbiEndpoint } from '../runtime/process/plugin-runtime.js';
 import { pluginHostCommand } from '../runtime/native/plugin-host-command.js';
+import type { FunctionStats, StatsBook } from '../observability/function-stats.js';
 
 /** One loaded function version and the runtime that runs it. */
 export interface FunctionVersion {
   readonly fn: ResolvedFunction;
   readonly runtime: FunctionRuntime;
+  /** Identifies the code and manifest: equal fingerprints let a reload keep the runtime. */
+  readonly fingerprint: string;
+  /** Request counts and latency (kept by key across reloads). */
+  readonly stats: FunctionStats;
   /** Whether this is the version `<id>` (without `@version`) resolves to. */
   latest: boolean;
 }
@@ -46,6 +51,8 @@ export interface RegistryOptions {
   dev: boolean;
   /** Where `process` and `native` plugins reach the request-id ABI. */
   abi: AbiEndpoint;
+  /** Per-function stats, by key. */
+  stats: StatsBook;
 }
 
 /** A loaded snapshot of the functions directory. */
@@ -81,9 +88,14 @@ export class Registry {
 /**
  * Scan `options.dir`, load every `<id>@<version>/` in it and build the router.
  * Never throws for a bad function; only an unreadable functions directory rejects.
+ *
+ * With `previous` (a hot reload): a version whose fingerprint (manifest + code) is
+ * unchanged keeps its runtime and warm instances; a new or changed one must start an
+ * instance before it is included; one that cannot load or start is reported, and if
+ * `previous` had that version it keeps serving it.
  * @throws FezzError FEZZ_ERR_CONFIG_INVALID when `dir` cannot be read.
  */
-export async function loadRegistry(options: RegistryOptions): Promise<Registry> {
+export async function loadRegistry(options: RegistryOptions, previous?: Registry): Promise<Registry> {
   const { dir, logger } = options;
   let entries;
   try {
@@ -102,18 +114,31 @@ export async function loadRegistry(options: RegistryOptions): Promise<Registry> 
   const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.') && e.name !== 'node_modules').map((e) => e.name).sort();
   const loaded = await Promise.all(dirs.map(async (name): Promise<FunctionVersion | null> => {
     const fnDir = path.join(dir, name);
+    const old = previous?.versions.get(name);
+    const keepOld = (): FunctionVersion | null => (old !== undefined && old.fn.dir === path.resolve(fnDir) ? old : null);
     let fn: ResolvedFunction;
     try {
       fn = await loadFunctionDir(fnDir);
     } catch (err) {
       report(path.relative(process.cwd(), fnDir) || fnDir, err);
-      return null;
+      return keepOld();
     }
     try {
-      return { fn, runtime: await createRuntime(fn, options), latest: false };
+      const prepared = await prepareRuntime(fn, options);
+      if (old !== undefined && old.fingerprint === prepared.fingerprint) return old;
+      const runtime = prepared.create();
+      const v: FunctionVersion = { fn, runtime, fingerprint: prepared.fingerprint, stats: options.stats.for(fn.key), latest: false };
+      if (previous !== undefined) {
+        const failed = await runtime.ready();
+        if (failed !== null) {
+          await runtime.close(0);
+          throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, failed]);
+        }
+      }
+      return v;
     } catch (err) {
       report(path.relative(process.cwd(), fn.manifestPath), err);
-      return null;
+      return keepOld();
     }
   }));
 
@@ -135,13 +160,13 @@ export async function loadRegistry(options: RegistryOptions): Promise<Registry> 
       router.check(top.fn.manifest.routes, top.fn.key);
     } catch (err) {
       report(path.relative(process.cwd(), top.fn.manifestPath), err);
-      await Promise.all(list.map((v) => v.runtime.close(0)));
+      // Close only runtimes this load created; reused ones belong to `previous`.
+      await Promise.all(list.filter((v) => previous?.versions.get(v.fn.key) !== v).map((v) => v.runtime.close(0)));
       continue;
     }
     for (const r of top.fn.manifest.routes) router.add(r.method, r.path, { fn: top, handler: r.handler ?? null }, top.fn.key);
-    top.latest = true;
+    for (const v of list) { v.latest = v === top; versions.set(v.fn.key, v); }
     latest.set(id, top);
-    for (const v of list) versions.set(v.fn.key, v);
   }
   return new Registry(versions, latest, router, problems);
 }
@@ -154,30 +179,36 @@ function pickLatest(list: FunctionVersion[]): FunctionVersion {
   return sorted.find((v) => semver.prerelease(v.fn.version) === null) ?? sorted[0]!;
 }
 
-async function createRuntime(fn: ResolvedFunction, options: RegistryOptions): Promise<FunctionRuntime> {
+/** Bundle (or check) a function and say how to make its runtime, without starting anything. */
+async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): Promise<{ fingerprint: string; create(): FunctionRuntime }> {
   const m = fn.manifest;
   const handlerNames = [...new Set(m.routes.map((r) => r.handler).filter((h): h is string => h !== undefined))];
   const logger = options.logger;
+  const manifestText = JSON.stringify(m);
   switch (m.runtime) {
-    case 'isolate': {
-      const bundle = await bundleEntry(fn.entryPath, options.cacheDir, path.relative(process.cwd(), fn.manifestPath));
-      return new IsolatePool({
-        fnKey: fn.key, moduleUrl: bundle.url, env: m.env, handlerNames, limits: m.limits,
-        instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, dev: options.dev,
-      });
-    }
+    case 'isolate':
     case 'inline': {
       const bundle = await bundleEntry(fn.entryPath, options.cacheDir, path.relative(process.cwd(), fn.manifestPath));
-      return new InlineRuntime({ fnKey: fn.key, moduleUrl: bundle.url, env: m.env, handlerNames, limits: m.limits, logger, dev: options.dev });
+      const common = { fnKey: fn.key, moduleUrl: bundle.url, env: m.env, handlerNames, limits: m.limits, logger, dev: options.dev };
+      return {
+        fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}`,
+        create: () => m.runtime === 'isolate'
+          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000 })
+          : new InlineRuntime(common),
+      };
     }
     case 'process':
     case 'native': {
       if (m.runtime === 'process') await assertExecutable(fn);
+      const st = await stat(fn.entryPath);
       const base = {
         fnKey: fn.key, id: fn.id, version: fn.version, kind: m.runtime, cwd: fn.dir, entryPath: fn.entryPath,
         env: m.env, limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
       } as const;
-      return new PluginRuntime({ ...base, command: m.runtime === 'process' ? [fn.entryPath] : pluginHostCommand(fn.entryPath) });
+      return {
+        fingerprint: `${fn.entryPath}:${st.ino}:${st.size}:${st.mtimeMs}\n${manifestText}`,
+        create: () => new PluginRuntime({ ...base, command: m.runtime === 'process' ? [fn.entryPath] : pluginHostCommand(fn.entryPath) }),
+      };
     }
   }
 }

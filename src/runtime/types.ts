@@ -43,6 +43,12 @@ export interface FunctionRuntime {
   /** Start `instances.min` instances now (warm pool). Resolves when they are ready or failed. */
   warm(): Promise<void>;
   /**
+   * Make sure one instance is up (start one if none, even with `instances.min` 0): a hot
+   * reload switches traffic only to a version that started. Resolves `null` when ready, or
+   * the reason it could not start.
+   */
+  ready(): Promise<string | null>;
+  /**
    * Stop taking requests, let in-flight ones finish for up to `graceMs` ms, then stop every
    * instance. Queued requests get 503.
    */

@@ -3,7 +3,6 @@ import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
 import { createHost, type Host, type HostOptions } from '../../src/index.js';
 
 export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -25,8 +24,7 @@ export async function startHost(dir: string, options: HostOptions = {}): Promise
       cb();
     },
   });
-  const logger = pino({ level: 'debug' }, sink);
-  const host = await createHost({ dir, port: 0, adminPort: 0, logger, cacheDir: path.join(os.tmpdir(), 'fezz-test-cache'), ...options });
+  const host = await createHost({ dir, port: 0, adminPort: 0, logLevel: 'debug', logDestination: sink, cacheDir: path.join(os.tmpdir(), 'fezz-test-cache'), ...options });
   const { url } = await host.listen();
   return { host, url, logs, close: () => host.close(2000) };
 }

@@ -28,14 +28,15 @@ export function serveCommand(): Command {
     .addOption(new Option('--token <token>', 'admin bearer token (default: random per start, printed once)').env('FEZZ_TOKEN'))
     .addOption(new Option('--dev', 'dev mode: stacks in 500 bodies, debug logs, access log').env('FEZZ_DEV').default(false))
     .addOption(new Option('--access-log', 'log one line per request').default(false))
+    .addOption(new Option('--no-watch', 'do not watch the functions directory for changes (hot reload)'))
     .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
     .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
-    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; dev: boolean | string; accessLog: boolean; cacheDir?: string; grace: number }) => {
+    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number }) => {
       const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
       const host = await createHost({
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
         adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token,
-        accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace,
+        accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, watch: opts.watch,
       });
       const { url } = await host.listen();
       const fns = host.functions();

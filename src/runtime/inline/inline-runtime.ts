@@ -140,6 +140,10 @@ export class InlineRuntime implements FunctionRuntime {
 
   warm(): Promise<void> { return Promise.resolve(); }
 
+  ready(): Promise<string | null> {
+    return this.#load().then(() => null, (err: Error) => String(err?.message ?? err));
+  }
+
   stats(): RuntimeStats {
     return { instances: this.#handlers ? 1 : 0, inflight: this.#inflight, queued: 0, ...this.#stats, lastError: this.#lastError };
   }

@@ -98,6 +98,7 @@ export class IsolatePool implements FunctionRuntime {
   #lastError: string | null = null;
   #stopping = new Set<Instance>();
   #warmWaiters: Array<() => void> = [];
+  #readyWaiters: Array<(err: string | null) => void> = [];
 
   constructor(options: IsolatePoolOptions) {
     this.#o = options;
@@ -235,6 +236,7 @@ export class IsolatePool implements FunctionRuntime {
         const now = performance.now();
         // Requests that waited for this cold start get their full timeout from now.
         for (const task of inst.pending.values()) task.deadline = now + this.#o.limits.timeoutMs;
+        for (const w of this.#readyWaiters.splice(0)) w(null);
         const ms = now - inst.startedAt;
         this.#o.logger.debug({ fn: this.#o.fnKey, instance: inst.seq, coldStartMs: Math.round(ms * 10) / 10 }, 'instance ready');
         if (this.#warmWaiters.length > 0 && this.#instances.every((i) => i.state !== State.Starting)) this.#flushWarmWaiters();
@@ -246,6 +248,12 @@ export class IsolatePool implements FunctionRuntime {
       case FromWorker.Drained:
         inst.onDrained?.();
         return;
+      case FromWorker.Log: {
+        const level = m[1] as 'info' | 'debug' | 'warn' | 'error';
+        const requestId = m[3] as string | null;
+        this.#o.logger[level](requestId === null ? { fn: this.#o.fnKey, stream: 'console' } : { fn: this.#o.fnKey, requestId, stream: 'console' }, m[2] as string);
+        return;
+      }
     }
   }
 
@@ -261,6 +269,7 @@ export class IsolatePool implements FunctionRuntime {
     // Whatever waited in the queue would only wait for an instance that cannot start.
     this.#drainQueue(() => this.#startFailedResponse(message));
     if (this.#warmWaiters.length > 0) this.#flushWarmWaiters();
+    for (const w of this.#readyWaiters.splice(0)) w(message);
   }
 
   #startFailedResponse(message: string): WireResponse {
@@ -391,6 +400,7 @@ export class IsolatePool implements FunctionRuntime {
       this.#failAll(inst, () => this.#startFailedResponse(why));
       this.#drainQueue(() => this.#startFailedResponse(why));
       if (this.#warmWaiters.length > 0) this.#flushWarmWaiters();
+      for (const w of this.#readyWaiters.splice(0)) w(why);
       return;
     }
     this.#failAll(inst, () => oom
@@ -476,6 +486,15 @@ export class IsolatePool implements FunctionRuntime {
     while (this.#instances.length < this.#o.instances.min && this.#canStart()) this.#spawn();
     if (this.#instances.every((i) => i.state !== State.Starting)) return Promise.resolve();
     return new Promise((resolve) => this.#warmWaiters.push(resolve));
+  }
+
+  ready(): Promise<string | null> {
+    if (this.#instances.some((i) => i.state === State.Ready)) return Promise.resolve(null);
+    if (this.#instances.length === 0) {
+      if (!this.#canStart()) return Promise.resolve(this.#startFailure?.message ?? 'start failed');
+      this.#spawn();
+    }
+    return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
   stats(): RuntimeStats {

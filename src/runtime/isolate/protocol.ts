@@ -28,6 +28,8 @@ export enum FromWorker {
   Ready = 5,
   /** `[LoadError, code, message, stack]` */
   LoadError = 6,
+  /** `[Log, level, text, requestId | null]`: a `console.*` call in the function. */
+  Log = 7,
 }
 
 /** What a worker gets in `workerData`: the function to load. */

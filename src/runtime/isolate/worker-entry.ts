@@ -3,6 +3,8 @@
  * requests the pool posts to it, many at once. Nothing here runs on the host thread.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { format } from 'node:util';
 import { FastRequest, abortRequest } from '../handler/fast-request.js';
 import { installFastResponse, readResponse, describe, type ResponseParts } from '../handler/fast-response.js';
 import { resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
@@ -20,6 +22,16 @@ const inflight = new Map<number, FastRequest>();
 const waitUntil = new WaitUntilTracker((err) => { console.error('waitUntil promise rejected:', err); });
 
 installFastResponse();
+
+// Every console.* call becomes a host log line tagged with the function and the request it
+// ran for (AsyncLocalStorage follows the request through awaits and timers).
+const currentRequest = new AsyncLocalStorage<string>();
+const consoleLevels = { log: 'info', info: 'info', debug: 'debug', trace: 'debug', warn: 'warn', error: 'error' } as const;
+for (const [method, level] of Object.entries(consoleLevels)) {
+  (console as unknown as Record<string, (...args: unknown[]) => void>)[method] = (...args: unknown[]) => {
+    port.postMessage([FromWorker.Log, level, format(...args), currentRequest.getStore() ?? null]);
+  };
+}
 
 port.on('message', (msg: unknown[]) => {
   switch (msg[0]) {
@@ -69,7 +81,7 @@ function handle(m: RequestMessage): void {
   const handler: Handler | null | undefined = m[6] === null ? handlers!.fetch : handlers!.named.get(m[6]);
   let result: Response | Promise<Response>;
   try {
-    result = handler!(request, env, ctx);
+    result = currentRequest.run(m[8], handler!, request, env, ctx);
   } catch (err) {
     fail(id, err);
     return;

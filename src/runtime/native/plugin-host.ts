@@ -28,6 +28,8 @@ try {
 }
 
 const results = createWriteStream('', { fd: 3 });
+// Tell the host the library is loaded: a hot reload switches traffic only after this.
+results.write('ready\n');
 let inflight = 0;
 let ended = false;
 

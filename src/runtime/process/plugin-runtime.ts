@@ -59,6 +59,10 @@ const BACKOFF_MAX_MS = 10_000;
 /** A child that lived this long resets the crash backoff. */
 const STABLE_AFTER_MS = 10_000;
 const RETRY_AFTER = ['retry-after', '1'];
+/** Extra time a request sent to a native child that is still loading gets, in ms. */
+const START_ALLOWANCE_MS = 10_000;
+/** A process plugin that is still running this long after its start counts as started. */
+const PROCESS_SETTLE_MS = 150;
 
 interface Child {
   readonly seq: number;
@@ -68,6 +72,8 @@ interface Child {
   readonly ids: Set<string>;
   lastActive: number;
   stopping: boolean;
+  /** native: the plugin host said its library is loaded. */
+  ready: boolean;
 }
 
 interface Waiting {
@@ -90,6 +96,7 @@ export class PluginRuntime implements FunctionRuntime {
   #entryStamp: string;
   #stats = { coldStarts: 0, evictions: 0, crashes: 0, timeouts: 0 };
   #lastError: string | null = null;
+  #readyWaiters: Array<(err: string | null) => void> = [];
 
   constructor(options: PluginRuntimeOptions) {
     this.#o = options;
@@ -106,8 +113,10 @@ export class PluginRuntime implements FunctionRuntime {
     if (child === null && this.#queue.length >= o.limits.maxQueue) {
       return Promise.resolve(errorResponse('FEZZ_ERR_QUEUE_FULL', [o.fnKey, o.limits.maxQueue], RETRY_AFTER));
     }
-    // The deadline runs from arrival: queued time counts.
-    const done = o.abi.store.add(req.requestId, o.fnKey, req.wire, o.limits.timeoutMs, () => {
+    // The deadline runs from arrival: queued time counts, but a native child's cold start
+    // (loading node and the library) does not, up to START_ALLOWANCE_MS.
+    const starting = child !== null && o.kind === 'native' && !child.ready;
+    const done = o.abi.store.add(req.requestId, o.fnKey, req.wire, o.limits.timeoutMs + (starting ? START_ALLOWANCE_MS : 0), () => {
       this.#stats.timeouts++;
       return errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [o.fnKey, o.limits.timeoutMs]);
     });
@@ -173,7 +182,7 @@ export class PluginRuntime implements FunctionRuntime {
       return null;
     }
     const now = performance.now();
-    const child: Child = { seq: ++this.#seq, proc, startedAt: now, inflight: 0, ids: new Set(), lastActive: now, stopping: false };
+    const child: Child = { seq: ++this.#seq, proc, startedAt: now, inflight: 0, ids: new Set(), lastActive: now, stopping: false, ready: false };
     this.#children.push(child);
     this.#stats.coldStarts++;
     const log = o.logger.child({ fn: o.fnKey, pid: proc.pid });
@@ -182,7 +191,10 @@ export class PluginRuntime implements FunctionRuntime {
     createInterface({ input: proc.stderr! }).on('line', (line) => log.warn({ stream: 'stderr' }, line));
     if (o.kind === 'native') {
       const results = proc.stdio[3] as NodeJS.ReadableStream;
-      createInterface({ input: results }).on('line', (line) => this.#onResult(line));
+      createInterface({ input: results }).on('line', (line) => {
+        if (line === 'ready') child.ready = true;
+        this.#onResult(line);
+      });
     }
     proc.on('error', (err) => { log.error({ err }, 'plugin process error'); });
     proc.on('exit', (code, signal) => this.#onExit(child, code, signal));
@@ -194,6 +206,7 @@ export class PluginRuntime implements FunctionRuntime {
 
   /** `native` only: `<id> <rc>` from the plugin host once a call returned. */
   #onResult(line: string): void {
+    if (line === 'ready') { for (const w of this.#readyWaiters.splice(0)) w(null); return; }
     const sp = line.indexOf(' ');
     const id = line.slice(0, sp);
     const rc = Number(line.slice(sp + 1));
@@ -210,6 +223,7 @@ export class PluginRuntime implements FunctionRuntime {
     const why = signal !== null ? `killed by ${signal}` : `exited with code ${code}`;
     const store = this.#o.abi.store;
     for (const id of child.ids) store.settle(id, errorResponse('FEZZ_ERR_PLUGIN_DOWN', [this.#o.fnKey, why]), false);
+    for (const w of this.#readyWaiters.splice(0)) w(`plugin process ${why} before it was ready`);
     if (child.stopping) return;
     this.#o.logger.error({ fn: this.#o.fnKey, pid: child.proc.pid, code, signal, inflight: child.ids.size }, `plugin process ${why}`);
     this.#crashed(why, performance.now() - child.startedAt >= STABLE_AFTER_MS);
@@ -298,6 +312,24 @@ export class PluginRuntime implements FunctionRuntime {
   warm(): Promise<void> {
     this.#refillMin();
     return Promise.resolve();
+  }
+
+  /**
+   * One child up: for `native`, once the plugin host reports the library loaded; for
+   * `process`, once it has stayed up for PROCESS_SETTLE_MS (there is no ready signal).
+   */
+  ready(): Promise<string | null> {
+    if (this.#children.length === 0 && this.#spawn() === null) return Promise.resolve(this.#lastError ?? 'could not start');
+    const child = this.#children[0]!;
+    if (this.#o.kind === 'process') {
+      if (performance.now() - child.startedAt >= PROCESS_SETTLE_MS) return Promise.resolve(null);
+      return new Promise((resolve) => {
+        const t = setTimeout(() => { this.#readyWaiters = this.#readyWaiters.filter((w) => w !== resolve); resolve(null); }, PROCESS_SETTLE_MS);
+        this.#readyWaiters.push((err) => { clearTimeout(t); resolve(err); });
+      });
+    }
+    if (child.ready) return Promise.resolve(null);
+    return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
   stats(): RuntimeStats {

@@ -1,0 +1,71 @@
+/**
+ * `/metrics` in the Prometheus text format (prom-client): process metrics, and per-function
+ * request counts by status, duration histograms, cold starts, crashes, timeouts, evictions,
+ * queue depth, live and busy instances. Function metrics are computed at scrape time from
+ * {@link StatsBook} and the runtimes' stats, so the request path pays nothing for them.
+ */
+import { Registry, collectDefaultMetrics, type MetricValue } from 'prom-client';
+import { DURATION_BUCKETS_S, type StatsBook } from './function-stats.js';
+import type { RuntimeStats } from '../runtime/types.js';
+
+/** What the metrics read at scrape time. */
+export interface MetricsSource {
+  stats: StatsBook;
+  /** Live runtimes by `id@version`. */
+  runtimes(): Iterable<[string, RuntimeStats]>;
+  /** Requests waiting for a plugin's answer. */
+  pendingAbi(): number;
+}
+
+type Kind = 'counter' | 'gauge' | 'histogram';
+
+/** A metric whose values are computed when scraped. */
+function computed(name: string, help: string, type: Kind, values: () => Array<MetricValue<string> & { metricName?: string }>) {
+  return {
+    name, help, type, aggregator: 'sum' as const,
+    get: async () => ({ name, help, type, aggregator: 'sum' as const, values: values() }),
+    reset() {},
+  };
+}
+
+export function createMetrics(source: MetricsSource): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const perRuntime = (pick: (s: RuntimeStats) => number) => () => {
+    const out: MetricValue<string>[] = [];
+    for (const [fn, s] of source.runtimes()) out.push({ labels: { fn }, value: pick(s) });
+    return out;
+  };
+  const metrics = [
+    computed('fezz_requests_total', 'Requests answered, by function and HTTP status.', 'counter', () => {
+      const out: MetricValue<string>[] = [];
+      for (const [fn, s] of source.stats.entries()) for (const [status, n] of s.byStatus) out.push({ labels: { fn, status: String(status) }, value: n });
+      return out;
+    }),
+    computed('fezz_request_duration_seconds', 'Time from arrival to response, by function.', 'histogram', () => {
+      const out: Array<MetricValue<string> & { metricName: string }> = [];
+      for (const [fn, s] of source.stats.entries()) {
+        let cum = 0;
+        for (let i = 0; i < DURATION_BUCKETS_S.length; i++) {
+          cum += s.buckets[i]!;
+          out.push({ metricName: 'fezz_request_duration_seconds_bucket', labels: { fn, le: String(DURATION_BUCKETS_S[i]) }, value: cum });
+        }
+        cum += s.buckets[DURATION_BUCKETS_S.length]!;
+        out.push({ metricName: 'fezz_request_duration_seconds_bucket', labels: { fn, le: '+Inf' }, value: cum });
+        out.push({ metricName: 'fezz_request_duration_seconds_sum', labels: { fn }, value: s.sumSeconds });
+        out.push({ metricName: 'fezz_request_duration_seconds_count', labels: { fn }, value: s.requests });
+      }
+      return out;
+    }),
+    computed('fezz_cold_starts_total', 'Instances started (cold starts), by function (since its last load).', 'counter', perRuntime((s) => s.coldStarts)),
+    computed('fezz_instance_crashes_total', 'Instances lost to a crash, exit, out-of-memory or a stuck event loop.', 'counter', perRuntime((s) => s.crashes)),
+    computed('fezz_timeouts_total', 'Requests answered 504 after limits.timeoutMs.', 'counter', perRuntime((s) => s.timeouts)),
+    computed('fezz_evictions_total', 'Idle instances stopped after the idle TTL.', 'counter', perRuntime((s) => s.evictions)),
+    computed('fezz_queue_depth', 'Requests waiting for a free instance slot.', 'gauge', perRuntime((s) => s.queued)),
+    computed('fezz_instances', 'Live instances (starting or warm).', 'gauge', perRuntime((s) => s.instances)),
+    computed('fezz_inflight_requests', 'Requests running now.', 'gauge', perRuntime((s) => s.inflight)),
+    computed('fezz_abi_pending_requests', 'Requests waiting for a plugin to push its answer.', 'gauge', () => [{ labels: {}, value: source.pendingAbi() }]),
+  ];
+  for (const m of metrics) registry.registerMetric(m as never);
+  return registry;
+}
