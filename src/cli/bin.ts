@@ -4,6 +4,11 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { serveCommand } from './commands/serve.js';
+import { newCommand } from './commands/new.js';
+import { buildCommand } from './commands/build.js';
+import { deployCommand } from './commands/deploy.js';
+import { listCommand } from './commands/list.js';
+import { logsCommand } from './commands/logs.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -11,8 +16,15 @@ export function buildProgram(): Command {
   const program = new Command('fezz')
     .description('fezz: a fast, self-hosted function host')
     .version(pkg.version)
+    // Options after a command belong to it (`fezz new x --version 1.0.0` is new's --version).
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(serveCommand());
+  program.addCommand(newCommand());
+  program.addCommand(buildCommand());
+  program.addCommand(deployCommand());
+  program.addCommand(listCommand());
+  program.addCommand(logsCommand());
   return program;
 }
 

@@ -3,7 +3,6 @@
  * down gracefully (stop accepting, drain, exit 0).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createHost } from '../../host/host.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -20,6 +19,7 @@ function ms(value: string): number {
 export function serveCommand(): Command {
   return new Command('serve')
     .description('serve the functions in a directory over HTTP')
+    .showHelpAfterError('(run fezz serve --help for usage)')
     .addOption(new Option('-d, --dir <path>', 'functions directory, one <id>@<version>/ per function').env('FEZZ_DIR').default('./functions'))
     .addOption(new Option('-p, --port <port>', 'public listener port (0 = any free port)').env('FEZZ_PORT').default(3000).argParser(port))
     .addOption(new Option('--host <address>', 'public listener address').env('FEZZ_LISTEN_HOST').default('127.0.0.1'))
@@ -33,6 +33,8 @@ export function serveCommand(): Command {
     .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
     .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number }) => {
       const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
+      // Loaded here, not at the top: the other commands start faster without the host.
+      const { createHost } = await import('../../host/host.js');
       const host = await createHost({
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
         adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token,

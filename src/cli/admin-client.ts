@@ -1,0 +1,341 @@
+/**
+ * A small typed client for the admin API (docs/admin-api.md), used by `fezz deploy`,
+ * `fezz list` and `fezz logs`. It uses the global `fetch`; every failure becomes a
+ * {@link CliError} whose `code` and `message` the `fezz` entry point prints as one line,
+ * `fezz: <code>: <message>`, before exiting 1.
+ */
+import { Option, type Command } from 'commander';
+import type { DeployPackage } from '../build/deploy-bundle.js';
+
+export type { DeployPackage };
+
+/** Where `fezz serve` puts its admin listener unless told otherwise. */
+export const DEFAULT_HOST_URL = 'http://127.0.0.1:3001';
+
+/** An error meant for the terminal: one line, no stack. `code` is a FEZZ_ERR_* code when the host sent one. */
+export class CliError extends Error {
+  readonly code: string | undefined;
+  readonly statusCode: number | undefined;
+  constructor(message: string, code?: string, statusCode?: number) {
+    super(message);
+    this.name = 'CliError';
+    this.code = code;
+    this.statusCode = statusCode;
+  }
+}
+
+// ---- the wire types of the admin API ----
+
+export interface FunctionRoute {
+  method: string;
+  path: string;
+  handler: string | null;
+}
+
+export interface FunctionStats {
+  instances: number;
+  inflight: number;
+  queued: number;
+  coldStarts: number;
+  evictions: number;
+  crashes: number;
+  timeouts: number;
+  lastError: string | null;
+  requests: number;
+  errors: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+export interface FunctionInfo {
+  /** `id@version` */
+  key: string;
+  id: string;
+  version: string;
+  runtime: string;
+  latest: boolean;
+  state: 'warm' | 'cold' | 'failed' | (string & {});
+  routes: FunctionRoute[];
+  stats: FunctionStats;
+}
+
+export interface Problem {
+  /** The manifest (or directory) at fault, relative to the functions directory's parent. */
+  file: string;
+  code: string;
+  message: string;
+}
+
+export interface FunctionsList {
+  functions: FunctionInfo[];
+  problems: Problem[];
+}
+
+export interface DeployResult {
+  key: string;
+  status: string;
+}
+
+export interface DeleteResult {
+  key: string;
+  status: string;
+}
+
+export interface ReloadResult {
+  functions: string[];
+  problems: Problem[];
+}
+
+/** One line of `GET /admin/logs`. Fields beyond these are passed through. */
+export interface LogLine {
+  /** Epoch milliseconds. */
+  time: number;
+  /** `"info"`, `"warn"`, ... (a pino number is accepted too). */
+  level: string | number;
+  fn?: string;
+  requestId?: string;
+  msg?: string;
+  [field: string]: unknown;
+}
+
+export interface LogsQuery {
+  /** Function id (every version) or `id@version`. */
+  fn: string;
+  /** Keep the stream open for new lines. */
+  follow: boolean;
+  /** How many recent lines to send first. */
+  since?: number;
+  /** Aborting ends the stream quietly. */
+  signal?: AbortSignal;
+}
+
+// ---- resolving where the admin listener is ----
+
+export interface ConnectionOptions {
+  hostUrl?: string;
+  token?: string;
+}
+
+/**
+ * Normalise an admin URL: `127.0.0.1:3001` gets `http://`, a trailing slash goes.
+ * @throws CliError for anything that is not an http(s) URL.
+ */
+export function normaliseHostUrl(value: string): string {
+  const text = value.trim();
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new CliError(`invalid admin URL ${JSON.stringify(value)}: expected e.g. ${DEFAULT_HOST_URL}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CliError(`invalid admin URL ${JSON.stringify(value)}: expected http:// or https://`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+/** The `--host-url` and `--token` options every admin command takes (flag > env > default). */
+export function addConnectionOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--host-url <url>', 'URL of the admin listener of a running `fezz serve`').env('FEZZ_HOST').default(DEFAULT_HOST_URL))
+    .addOption(new Option('--token <token>', 'admin bearer token (required; `fezz serve` prints it at start-up)').env('FEZZ_TOKEN'));
+}
+
+// ---- the client ----
+
+export class AdminClient {
+  /** e.g. `http://127.0.0.1:3001`, no trailing slash. */
+  readonly baseUrl: string;
+  readonly #token: string;
+
+  constructor(baseUrl: string, token: string) {
+    this.baseUrl = normaliseHostUrl(baseUrl);
+    this.#token = token;
+  }
+
+  /**
+   * A client from command options, then the environment, then the default URL.
+   * @throws CliError when there is no token.
+   */
+  static from(options: ConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env): AdminClient {
+    const hostUrl = options.hostUrl ?? env.FEZZ_HOST ?? DEFAULT_HOST_URL;
+    const token = options.token ?? env.FEZZ_TOKEN;
+    if (token === undefined || token === '') {
+      throw new CliError('no admin token: pass --token or set FEZZ_TOKEN (`fezz serve` prints it at start-up)');
+    }
+    return new AdminClient(hostUrl, token);
+  }
+
+  /** `GET /admin/functions` */
+  listFunctions(): Promise<FunctionsList> {
+    return this.#json<FunctionsList>('GET', '/admin/functions');
+  }
+
+  /** `POST /admin/deploy`: resolves once the new version serves. */
+  deploy(pkg: DeployPackage): Promise<DeployResult> {
+    return this.#json<DeployResult>('POST', '/admin/deploy', pkg);
+  }
+
+  /** `DELETE /admin/functions/<id>/<version>` */
+  deleteFunction(id: string, version: string): Promise<DeleteResult> {
+    return this.#json<DeleteResult>('DELETE', `/admin/functions/${encodeURIComponent(id)}/${encodeURIComponent(version)}`);
+  }
+
+  /** `POST /admin/reload` */
+  reload(): Promise<ReloadResult> {
+    return this.#json<ReloadResult>('POST', '/admin/reload');
+  }
+
+  /**
+   * `GET /admin/logs`: yields each NDJSON line as it arrives. Ends when the host closes the
+   * stream, or quietly when `query.signal` aborts.
+   */
+  async *logs(query: LogsQuery): AsyncGenerator<LogLine> {
+    const search = new URLSearchParams({ fn: query.fn });
+    if (query.follow) search.set('follow', '1');
+    if (query.since !== undefined) search.set('since', String(query.since));
+    const res = await this.#request('GET', `/admin/logs?${search}`, undefined, query.signal);
+    if (res.body === null) return;
+    const decoder = new TextDecoder();
+    let buffered = '';
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (err) {
+          if (query.signal?.aborted) return;
+          throw new CliError(`lost the connection to the admin listener at ${this.baseUrl} (${describeCause(err)})`);
+        }
+        if (chunk.done) break;
+        buffered += decoder.decode(chunk.value, { stream: true });
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, nl).trim();
+          buffered = buffered.slice(nl + 1);
+          if (line) yield parseLogLine(line);
+        }
+      }
+      buffered += decoder.decode();
+      if (buffered.trim()) yield parseLogLine(buffered.trim());
+    } finally {
+      reader.releaseLock();
+      if (query.signal?.aborted !== true) await res.body.cancel().catch(() => {});
+    }
+  }
+
+  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.#request(method, path, body);
+    const text = await res.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CliError(`the admin listener at ${this.baseUrl} sent a non-JSON answer to ${method} ${path}: ${snippet(text)}`);
+    }
+  }
+
+  /** Send one request; answers other than 2xx become CliErrors carrying the host's code and message. */
+  async #request(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.#token}`, accept: 'application/json' };
+    let payload: string | undefined;
+    if (body !== undefined) {
+      payload = JSON.stringify(body);
+      headers['content-type'] = 'application/json';
+    }
+    let res: Response;
+    try {
+      res = await fetch(this.baseUrl + path, { method, headers, body: payload, signal });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      const code = causeCode(err);
+      const extra = code === undefined || code === 'ECONNREFUSED' ? '' : ` [${code}]`;
+      throw new CliError(`cannot reach the admin listener at ${this.baseUrl} (is fezz serve running? set --host-url/FEZZ_HOST)${extra}`);
+    }
+    if (res.ok) return res;
+    throw await errorFrom(res, this.baseUrl, method, path);
+  }
+}
+
+/** The host's `{ error, code, message, statusCode }`, or a readable stand-in when the body is something else. */
+async function errorFrom(res: Response, baseUrl: string, method: string, path: string): Promise<CliError> {
+  const text = await res.text().catch(() => '');
+  let code: string | undefined;
+  let message: string | undefined;
+  try {
+    const body = JSON.parse(text) as { code?: unknown; message?: unknown; error?: unknown };
+    if (typeof body.code === 'string') code = body.code;
+    if (typeof body.message === 'string') message = body.message;
+    else if (typeof body.error === 'string') message = body.error;
+  } catch {
+    // not JSON: fall through to the status line
+  }
+  message ??= `${method} ${path} answered ${res.status} ${res.statusText}${text ? `: ${snippet(text)}` : ''}`;
+  if (res.status === 401) message += ` (check --token/FEZZ_TOKEN for ${baseUrl})`;
+  return new CliError(message, code ?? `HTTP ${res.status}`, res.status);
+}
+
+function parseLogLine(line: string): LogLine {
+  try {
+    const parsed = JSON.parse(line) as unknown;
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as LogLine;
+  } catch {
+    // a line that is not JSON is shown as is
+  }
+  return { time: Date.now(), level: 'info', msg: line };
+}
+
+/** The errno-style code under a fetch failure (`TypeError: fetch failed` wraps it, sometimes in an AggregateError). */
+function causeCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && e !== null && typeof e === 'object'; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    const inner = (e as { errors?: unknown[] }).errors;
+    if (Array.isArray(inner) && inner.length > 0) {
+      const c = causeCode(inner[0]);
+      if (c !== undefined) return c;
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function describeCause(err: unknown): string {
+  return causeCode(err) ?? (err instanceof Error ? err.message : String(err));
+}
+
+function snippet(text: string): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > 200 ? `${one.slice(0, 200)}…` : one;
+}
+
+// ---- small helpers the admin commands share ----
+
+/** `1234` -> `1.2 kB` */
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  if (n < 1_000_000) return `${(n / 1000).toFixed(1)} kB`;
+  return `${(n / 1_000_000).toFixed(1)} MB`;
+}
+
+/** `12.345` -> `12 ms`, `0.42` -> `0.42 ms` */
+export function formatMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '-';
+  return ms >= 10 ? `${Math.round(ms)} ms` : `${Number(ms.toPrecision(2))} ms`;
+}
+
+let epipeHandled = false;
+/**
+ * Exit quietly when stdout is closed early (`fezz list --json | head`) instead of dying on an
+ * unhandled EPIPE. Commands install it as a `preAction` hook.
+ */
+export function exitQuietlyOnEpipe(): void {
+  if (epipeHandled) return;
+  epipeHandled = true;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
