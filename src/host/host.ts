@@ -304,7 +304,10 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     hooks: { streamWrite: logs.streamWrite },
-  }, resolved.logDestination ?? pino.destination(1));
+  }, resolved.logDestination ?? (resolved.dev || process.stdout.isTTY
+    // Pretty lines for people (dev mode, or a terminal); JSON lines for machines.
+    ? pino.transport({ target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } })
+    : pino.destination(1)));
   const store = new PendingStore();
   const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES });
   admin.add(abiRoutes(store, logger));
