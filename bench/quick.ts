@@ -1,7 +1,8 @@
 /**
  * The quick benchmark: requests/s, p50/p99 and peak RSS of `/rpc/hello` (and its JSON twin)
- * on fezz through the isolate and the inline runtimes, beside raw node:http answering the same
- * bytes, all in one run, with ratios to node:http. See bench/README.md.
+ * on fezz through each runtime (isolate, inline, and the plugin runtimes process and native),
+ * beside raw node:http answering the same bytes, all in one run, with ratios to node:http.
+ * See bench/README.md.
  *
  *   node --import tsx bench/quick.ts [--smoke] [--servers node-http,fezz-inline] [--json out.json]
  */

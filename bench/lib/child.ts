@@ -120,6 +120,65 @@ export async function startChild(options: StartChildOptions): Promise<RunningSer
   }
 }
 
+export interface RunToolOptions {
+  /** Used in the log file name, e.g. `"build-plugins-go"`. */
+  readonly label: string;
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Killed (the whole process group) after this many milliseconds. @default 300000 */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Runs a short-lived tool (e.g. a build script) to completion in its own process group, with
+ * stdout and stderr going to a log file, tracked like a server so that Ctrl-C or a crash of
+ * the bench also ends it and everything it spawned (a compiler, `go build`). Resolves on exit
+ * code 0; rejects with a one-line reason (exit code or timeout, plus the most telling line of
+ * its log, plus the log's path).
+ */
+export async function runTool(options: RunToolOptions): Promise<void> {
+  const logFile = join(childLogDir(), `${String(++logCounter).padStart(3, "0")}-${options.label}.log`);
+  const logFd = openSync(logFile, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(options.command, [...options.args], {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ["ignore", logFd, logFd],
+      detached: true,
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  const outcome = await new Promise<{ code: number | null; signal: NodeJS.Signals | null } | Error>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      resolve(error);
+    });
+    child.once("spawn", () => {
+      if (child.pid !== undefined) live.set(child.pid, child);
+      timer = setTimeout(() => {
+        if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
+      }, options.timeoutMs ?? 300_000);
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+  if (child.pid !== undefined) {
+    signalGroup(child.pid, "SIGKILL"); // anything it left behind in its group
+    live.delete(child.pid);
+  }
+  if (outcome instanceof Error) throw new Error(`could not run ${options.command}: ${outcome.message}`);
+  if (outcome.code === 0) return;
+  const how = outcome.code !== null ? `code ${outcome.code}` : `signal ${outcome.signal}`;
+  throw new Error(`exited with ${how}${logTail(logFile, /\berror\b/i)} (log: ${logFile})`);
+}
+
 /** SIGTERM to the child's process group, SIGKILL after the grace period. Never rejects. */
 async function stopChild(child: ChildProcess, exited: Promise<void>): Promise<void> {
   const pid = child.pid;
@@ -165,17 +224,20 @@ export function killAllChildren(): void {
 
 /**
  * `": <the most telling line of the log>"`, or `""`: the first `...Error: ...` line (a Node
- * crash prints it between source excerpts, stack frames and `Node.js vX`), else the last line
- * that is not stack or banner noise. Lines longer than 300 characters are cut.
+ * crash prints it between source excerpts, stack frames and `Node.js vX`), else the first line
+ * matching `telling` (a tool's `error:` line), else the last line that is not stack or banner
+ * noise. Lines longer than 300 characters are cut.
  */
-function logTail(file: string): string {
+function logTail(file: string, telling?: RegExp): string {
   let lines: string[];
   try {
     lines = readFileSync(file, "utf8").split("\n").map((line) => line.trim()).filter(Boolean);
   } catch {
     return "";
   }
-  const errorLine = lines.find((line) => /^([A-Za-z]*Error\b|Error \[)/.test(line));
+  const errorLine =
+    lines.find((line) => /^([A-Za-z]*Error\b|Error \[)/.test(line)) ??
+    (telling === undefined ? undefined : lines.find((line) => telling.test(line)));
   const noise = /^(at |Node\.js v|\^|[{}]|code:|url:)/;
   const line = errorLine ?? lines.filter((l) => !noise.test(l)).at(-1);
   if (line === undefined) return "";

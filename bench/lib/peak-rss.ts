@@ -1,9 +1,10 @@
 /**
  * Peak resident set size of a process: `VmHWM` ("high water mark") in /proc/<pid>/status,
  * which the kernel keeps for the life of the process. It covers every thread of the process
- * (so fezz's worker_threads count), but not its child processes. Linux only.
+ * (so fezz's worker_threads count), but not its child processes; `childrenPeakRssMb` adds
+ * those up separately (a `process` or `native` plugin, esbuild's service). Linux only.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** Peak RSS of `pid` in MB (2^20 bytes), or null if /proc is unavailable or the process is gone. */
 export function peakRssMb(pid: number): number | null {
@@ -15,4 +16,67 @@ export function peakRssMb(pid: number): number | null {
   }
   const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
   return match?.[1] === undefined ? null : Number(match[1]) / 1024;
+}
+
+/** One descendant process of a server and its peak RSS. */
+export interface ChildPeak {
+  /** Its program: the command name (`hello-go`, `esbuild`), or for `node` the script's file name. */
+  readonly name: string;
+  readonly pid: number;
+  /** VmHWM in MB (2^20 bytes). */
+  readonly peakRssMb: number;
+}
+
+/**
+ * The peak RSS (VmHWM) of every process descended from `pid` that is alive now, e.g. a fezz
+ * host's plugin processes and esbuild's service; an empty list when there are none or /proc
+ * is unavailable.
+ */
+export function childrenPeakRss(pid: number): ChildPeak[] {
+  const parents = new Map<number, number>(); // pid -> ppid
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(Number(entry), ppid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: ChildPeak[] = [];
+  for (const child of parents.keys()) {
+    let up = parents.get(child);
+    while (up !== undefined && up !== pid && up > 1) up = parents.get(up);
+    if (up !== pid) continue;
+    const mb = peakRssMb(child);
+    if (mb !== null) out.push({ name: programName(child), pid: child, peakRssMb: mb });
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}
+
+/** `comm` of a process; for a Node process, the file name of its script instead. */
+function programName(pid: number): string {
+  let comm = "?";
+  try {
+    comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+    if (comm !== "node") return comm;
+    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(1);
+    // Skip node's flags (and the value of --import/--require/-r); the first other argument is the script.
+    for (let i = 0; i < args.length; i++) {
+      const arg = args[i] ?? "";
+      if (/^(--import|--require|-r|--loader)$/.test(arg)) i++;
+      else if (!arg.startsWith("-") && arg !== "") return arg.slice(arg.lastIndexOf("/") + 1);
+    }
+  } catch {
+    // gone meanwhile
+  }
+  return comm;
 }

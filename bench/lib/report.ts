@@ -82,6 +82,10 @@ function clipCell(text: string, max = 160): string {
 function notes(row: Row): string {
   const out: string[] = [];
   const m = row.picked?.measurement;
+  const children = row.picked?.children ?? [];
+  if (children.length > 0) {
+    out.push(`children: ${children.map((child) => `${child.name} ${child.peakRssMb.toFixed(1)}`).join(", ")} MB`);
+  }
   if (m !== undefined && m.non2xx > 0) out.push(`${m.non2xx} non-2xx`);
   if (m !== undefined && m.errors > 0) out.push(`${m.errors} socket errors`);
   const failed = row.rounds.filter((outcome) => outcome.kind === "failed");
@@ -118,6 +122,7 @@ export function writeJson(file: string, rows: readonly Row[], info: RunInfo): vo
       p50Ms: row.picked?.measurement.p50Ms ?? null,
       p99Ms: row.picked?.measurement.p99Ms ?? null,
       peakRssMb: row.picked?.peakRssMb ?? null,
+      children: row.picked?.children ?? [],
       ratio: row.ratio,
       pickedRound: row.picked?.round ?? null,
       error: row.picked === null ? whyNoResult(row.rounds) : null,

@@ -8,7 +8,7 @@
  * try can cost the full readiness timeout); its rows all say why.
  */
 import { httpCheck } from "./http-check.js";
-import { peakRssMb } from "./peak-rss.js";
+import { childrenPeakRss, peakRssMb } from "./peak-rss.js";
 import type { LoadGenerator, PairOutcome, PickRule, Row, ServerAdapter, Workload } from "./types.js";
 
 export interface RunOptions {
@@ -114,7 +114,13 @@ async function runPair(server: ServerAdapter, workload: Workload, round: number,
     if (!isAlive(running.pid)) {
       return { kind: "failed", round, stage: "load", reason: "the server process exited during the run" };
     }
-    return { kind: "ok", round, measurement, peakRssMb: peakRssMb(running.pid) };
+    return {
+      kind: "ok",
+      round,
+      measurement,
+      peakRssMb: peakRssMb(running.pid),
+      children: childrenPeakRss(running.pid),
+    };
   } catch (error) {
     return { kind: "failed", round, stage: error instanceof StageError ? error.stage : "load", reason: message(error) };
   } finally {

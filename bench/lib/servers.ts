@@ -3,12 +3,15 @@
  * 127.0.0.1 on a free port (a fresh process per run, so each peak RSS belongs to one
  * workload), and maps a workload to its URL path. To add a peer (Fastify, Hono, Bun, Deno,
  * workerd...), put its program in bench/servers/ and add a row here.
+ *
+ * fezz runs once per runtime: `isolate`, `inline`, and the two plugin runtimes `process` (a Go
+ * executable) and `native` (a C `.so`), whose functions bench/build-plugins.sh compiles first.
  */
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join, relative } from "node:path";
-import { childLogDir, freePort, LOOPBACK, startChild } from "./child.js";
+import { childLogDir, freePort, LOOPBACK, runTool, startChild } from "./child.js";
 import type { RunningServer, ServerAdapter, Workload } from "./types.js";
 
 /** The repository root (this file is bench/lib/servers.ts). */
@@ -55,7 +58,7 @@ function nodeProgram(name: string, file: string, pathFor: (workload: Workload) =
  * the function the workload addresses (taken from bench/functions/), so the server's peak RSS
  * holds nothing else and nothing the host writes lands in the repository.
  */
-function fezz(name: string, pathFor: (workload: Workload) => string | null): ServerAdapter {
+function fezz(name: string, pathFor: (workload: Workload) => string | null, prepare?: () => Promise<void>): ServerAdapter {
   return {
     name,
     pathFor,
@@ -64,6 +67,7 @@ function fezz(name: string, pathFor: (workload: Workload) => string | null): Ser
       if (!existsSync(bin)) {
         throw new Error(`${bin.startsWith(REPO_ROOT) ? relative(REPO_ROOT, bin) : bin} does not exist yet`);
       }
+      await prepare?.(); // e.g. compile the plugin; its failure is this start's failure
       const dir = copyFunctionFor(pathFor(workload) ?? workload.path);
       const port = await freePort();
       // Port 0 keeps the admin listener off 3001, where another host may be running.
@@ -117,7 +121,11 @@ function serveFlags(bin: string): Set<string> {
   return flags;
 }
 
-/** Copies every version of the function `/rpc/<id>...` names into a new functions dir. */
+/**
+ * Copies every version of the function `/rpc/<id>...` names into a new functions dir, built
+ * artifacts included (a plugin's executable or `.so`; cpSync keeps file modes, so the
+ * executable bit the `process` runtime checks survives).
+ */
 function copyFunctionFor(path: string): string {
   const id = /^\/rpc\/([a-z0-9][a-z0-9-]*)/.exec(path)?.[1];
   if (id === undefined) throw new Error(`${path} is not an /rpc/<id> path`);
@@ -126,6 +134,42 @@ function copyFunctionFor(path: string): string {
   const dir = mkdtempSync(join(childLogDir(), `functions-${id}-`));
   for (const version of versions) cpSync(join(FUNCTIONS_DIR, version), join(dir, version), { recursive: true });
   return dir;
+}
+
+/**
+ * `bench/build-plugins.sh <language>`, run at most once per bench run and language (the
+ * first start of fezz-process or fezz-native waits for it; later starts reuse the outcome,
+ * so a failed build is not retried). Rejects with the script's reason, e.g. a missing
+ * toolchain, and the runner then reports "failed to start: <reason>".
+ */
+const builds = new Map<string, Promise<void>>();
+function buildPlugins(language: "c" | "go"): () => Promise<void> {
+  return () => {
+    let build = builds.get(language);
+    if (build === undefined) {
+      process.stderr.write(`building the ${language} bench plugin (bench/build-plugins.sh ${language})\n`);
+      build = runTool({
+        label: `build-plugins-${language}`,
+        command: "bash",
+        args: [join(BENCH_DIR, "build-plugins.sh"), language],
+        cwd: REPO_ROOT,
+        env: serverEnv(),
+      }).catch((error: unknown) => {
+        const why = (error instanceof Error ? error.message : String(error)).replace(": bench/build-plugins: ", ": ");
+        throw new Error(`bench/build-plugins.sh ${language} ${why}`);
+      });
+      builds.set(language, build);
+    }
+    return build;
+  };
+}
+
+/**
+ * The plugin functions (hello-go, hello-c) serve both workloads from one build: `hello` at
+ * `/rpc/<id>` (the plugin sees `/`) and `json` at `/rpc/<id>/json` (it sees `/json`).
+ */
+function pluginPath(id: string): (workload: Workload) => string | null {
+  return (workload) => (workload.name === "hello" ? `/rpc/${id}` : workload.name === "json" ? `/rpc/${id}/json` : null);
 }
 
 /** `/rpc/hello` -> `/rpc/hello-inline`, `/rpc/hello-json` -> `/rpc/hello-inline-json`. */
@@ -137,4 +181,6 @@ export const servers: readonly ServerAdapter[] = [
   nodeProgram(BASELINE, "raw-node.mjs", (workload) => (workload.name === "json" ? "/json" : "/")),
   fezz("fezz-isolate", (workload) => workload.path),
   fezz("fezz-inline", inlinePath),
+  fezz("fezz-process", pluginPath("hello-go"), buildPlugins("go")),
+  fezz("fezz-native", pluginPath("hello-c"), buildPlugins("c")),
 ];

@@ -98,6 +98,11 @@ export type PairOutcome =
       readonly measurement: Measurement;
       /** Peak RSS of the server process (VmHWM), in MB (2^20 bytes); null if unreadable. */
       readonly peakRssMb: number | null;
+      /**
+       * Peak RSS of each of the server's descendant processes alive after the run (a plugin
+       * process, esbuild's service), in MB. Not part of `peakRssMb`.
+       */
+      readonly children: readonly { readonly name: string; readonly pid: number; readonly peakRssMb: number }[];
     }
   | {
       readonly kind: "failed";
