@@ -25,6 +25,7 @@ import type { AbiEndpoint } from '../runtime/process/plugin-runtime.js';
 import { StatsBook } from '../observability/function-stats.js';
 import { LogHub } from '../observability/log-hub.js';
 import { createMetrics } from '../observability/metrics.js';
+import { closeSpares, enableSpares } from '../runtime/isolate/spares.js';
 import { promote, removeQuietly, retire, stagePackage, STAGING_DIR, TRASH_DIR } from '../registry/deploy.js';
 
 /** Largest body the admin listener takes (pushed responses, deploy packages), in bytes. */
@@ -276,6 +277,7 @@ export class Host {
       await closed;
       await this.#admin.close();
       this.#abi.store.close();
+      await closeSpares();
     })();
     return this.#closing;
   }
@@ -298,6 +300,7 @@ function describeVersion(v: FunctionVersion): FunctionInfo {
  */
 export async function createHost(options: HostOptions = {}): Promise<Host> {
   const resolved = resolveOptions(options);
+  enableSpares();
   const logs = new LogHub();
   const logger = pino({
     level: resolved.logLevel,

@@ -11,7 +11,8 @@
  * answer a ping within the grace period (a synchronous loop), the worker is terminated and
  * its other in-flight requests get 504 too.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { ensureSpare, startWorker, takeSpare } from './spares.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errorResponse, errorResponseWithMessage } from '../../wire/error-response.js';
@@ -20,8 +21,6 @@ import type { Limits } from '../../manifest/schema.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
 import { FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
 
-/** The worker script: compiled `.js` beside this file, or a tsx bootstrap when run from sources. */
-const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './worker-entry.source.mjs' : './worker-entry.js', import.meta.url);
 
 /** What a pool needs to know about its function. */
 export interface IsolatePoolOptions {
@@ -102,6 +101,7 @@ export class IsolatePool implements FunctionRuntime {
 
   constructor(options: IsolatePoolOptions) {
     this.#o = options;
+    ensureSpare(options.limits.memoryMb);
     this.#loadData = {
       fnKey: options.fnKey,
       moduleUrl: options.moduleUrl,
@@ -178,13 +178,9 @@ export class IsolatePool implements FunctionRuntime {
 
   #spawn(): Instance {
     const o = this.#o;
-    const worker = new Worker(WORKER_URL, {
-      workerData: this.#loadData,
-      // The function sees its manifest env as process.env too, never the host's.
-      env: { ...o.env },
-      resourceLimits: { maxOldGenerationSizeMb: o.limits.memoryMb },
-      name: `fezz:${o.fnKey}`,
-    });
+    // A pre-started blank worker makes the cold start just the import of the bundle.
+    const worker = takeSpare(o.limits.memoryMb) ?? startWorker(o.limits.memoryMb);
+    worker.postMessage([ToWorker.Load, this.#loadData]);
     const inst = new Instance(++this.#seq, worker, performance.now());
     this.#instances.push(inst);
     worker.on('message', (m: unknown[]) => this.#onMessage(inst, m));

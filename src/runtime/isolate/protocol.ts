@@ -14,6 +14,8 @@ export enum ToWorker {
   Abort = 3,
   /** `[Drain]`: settle every `waitUntil`, then answer `[Drained]`. */
   Drain = 4,
+  /** `[Load, WorkerLoadData]`: the first message; a (possibly pre-started) worker loads its function. */
+  Load = 5,
 }
 
 /** Worker -> host. */
@@ -32,7 +34,7 @@ export enum FromWorker {
   Log = 7,
 }
 
-/** What a worker gets in `workerData`: the function to load. */
+/** What a worker gets in its Load message: the function to load. */
 export interface WorkerLoadData {
   /** `id@version`, for messages. */
   fnKey: string;

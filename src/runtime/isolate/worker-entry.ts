@@ -2,7 +2,7 @@
  * Runs inside each isolate worker thread: loads one function module, then serves the
  * requests the pool posts to it, many at once. Nothing here runs on the host thread.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
 import { FastRequest, abortRequest } from '../handler/fast-request.js';
@@ -12,8 +12,8 @@ import { FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from '
 import type { WireRequest } from '../../wire/types.js';
 
 const port = parentPort!;
-const data = workerData as WorkerLoadData;
-const env: Env = Object.freeze({ ...data.env });
+let data: WorkerLoadData;
+let env: Env = Object.freeze({});
 
 let handlers: ModuleHandlers | null = null;
 const beforeLoad: RequestMessage[] = [];
@@ -50,17 +50,27 @@ port.on('message', (msg: unknown[]) => {
     case ToWorker.Drain:
       void waitUntil.drain().then(() => port.postMessage([FromWorker.Drained]));
       break;
+    case ToWorker.Load:
+      void load(msg[1] as WorkerLoadData);
+      break;
   }
 });
 
-try {
-  const mod = await import(data.moduleUrl) as Record<string, unknown>;
-  handlers = resolveHandlers(data.fnKey, mod, data.handlerNames, data.requireFetch);
-} catch (err) {
-  const e = err as { code?: string; message?: string; stack?: string };
-  port.postMessage([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', String(e?.message ?? err), String(e?.stack ?? '')]);
-}
-if (handlers !== null) {
+/** Import the function (the worker may have been started blank, ahead of time). */
+async function load(d: WorkerLoadData): Promise<void> {
+  data = d;
+  env = Object.freeze({ ...d.env });
+  // The function sees its manifest env as process.env too, never the host's.
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  Object.assign(process.env, d.env);
+  try {
+    const mod = await import(d.moduleUrl) as Record<string, unknown>;
+    handlers = resolveHandlers(d.fnKey, mod, d.handlerNames, d.requireFetch);
+  } catch (err) {
+    const e = err as { code?: string; message?: string; stack?: string };
+    port.postMessage([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', String(e?.message ?? err), String(e?.stack ?? '')]);
+    return;
+  }
   port.postMessage([FromWorker.Ready]);
   for (const m of beforeLoad.splice(0)) handle(m);
 }
