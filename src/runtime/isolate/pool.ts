@@ -65,6 +65,10 @@ class Instance {
   /** Why the pool stopped this instance on purpose, if it did. */
   stopReason: 'unresponsive' | 'evicted' | 'closed' | 'load-error' | null = null;
   onDrained: (() => void) | null = null;
+  /** Request messages waiting for this turn's postMessage (see protocol.ts "Batching"). */
+  outbox: RequestMessage[] = [];
+  outTransfer: ArrayBuffer[] = [];
+  flushScheduled = false;
   constructor(seq: number, worker: Worker, now: number) {
     this.seq = seq;
     this.worker = worker;
@@ -76,6 +80,25 @@ class Instance {
 /** A worker that has not loaded its module by then counts as a failed start. */
 const START_TIMEOUT_MS = 30_000;
 const START_BACKOFF_MIN_MS = 1000;
+
+/** Post an instance's queued requests in one message (see protocol.ts "Batching"). */
+function flushInstance(inst: Instance): void {
+  inst.flushScheduled = false;
+  const batch = inst.outbox;
+  if (batch.length === 0) return;
+  const transfer = inst.outTransfer;
+  inst.outbox = [];
+  inst.outTransfer = [];
+  if (inst.state === State.Dead) return;
+  if (batch.length === 1) inst.worker.postMessage(batch[0], transfer);
+  else inst.worker.postMessage([ToWorker.Batch, batch], transfer);
+}
+
+/** A control message: after whatever is queued for the instance. */
+function postDirect(inst: Instance, msg: unknown[]): void {
+  flushInstance(inst);
+  inst.worker.postMessage(msg);
+}
 const START_BACKOFF_MAX_MS = 30_000;
 const RETRY_AFTER = ['retry-after', '1'];
 
@@ -172,7 +195,9 @@ export class IsolatePool implements FunctionRuntime {
   #send(inst: Instance, task: Task): void {
     inst.inflight++;
     inst.pending.set(task.id, task);
-    inst.worker.postMessage(task.msg, task.transfer);
+    inst.outbox.push(task.msg);
+    if (task.transfer !== undefined) inst.outTransfer.push(...task.transfer);
+    if (!inst.flushScheduled) { inst.flushScheduled = true; setImmediate(flushInstance, inst); }
     if (inst.timer === null) inst.timer = setTimeout(this.#onInstanceTimer, this.#o.limits.timeoutMs, inst);
   }
 
@@ -193,6 +218,9 @@ export class IsolatePool implements FunctionRuntime {
   // hot path -- change with care
   #onMessage(inst: Instance, m: unknown[]): void {
     switch (m[0] as FromWorker) {
+      case FromWorker.Batch:
+        for (const one of m[1] as unknown[][]) this.#onMessage(inst, one);
+        return;
       case FromWorker.Response: {
         const task = inst.pending.get(m[1] as number);
         if (task === undefined) return; // timed out already
@@ -344,7 +372,7 @@ export class IsolatePool implements FunctionRuntime {
         inst.pending.delete(task.id);
         expired = true;
         this.#stats.timeouts++;
-        inst.worker.postMessage([ToWorker.Abort, task.id]);
+        postDirect(inst, [ToWorker.Abort, task.id]);
         task.resolve(errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [this.#o.fnKey, this.#o.limits.timeoutMs]));
         this.#release(inst);
       } else if (task.deadline < next) next = task.deadline;
@@ -354,7 +382,7 @@ export class IsolatePool implements FunctionRuntime {
       // ping goes unanswered and the instance is replaced.
       const grace = Math.max(100, Math.min(this.#o.limits.timeoutMs, 5000));
       inst.killTimer = setTimeout(() => this.#unresponsive(inst), grace);
-      inst.worker.postMessage([ToWorker.Ping]);
+      postDirect(inst, [ToWorker.Ping]);
     }
     inst.timer = next !== Infinity
       ? setTimeout(this.#onInstanceTimer, Math.max(1, next - now), inst)
@@ -446,7 +474,7 @@ export class IsolatePool implements FunctionRuntime {
       const cap = setTimeout(done, capMs);
       function done(): void { clearTimeout(cap); inst.onDrained = null; void inst.worker.terminate().then(() => resolve(), () => resolve()); }
       inst.onDrained = done;
-      inst.worker.postMessage([ToWorker.Drain]);
+      postDirect(inst, [ToWorker.Drain]);
     });
   }
 

@@ -16,6 +16,8 @@ export enum ToWorker {
   Drain = 4,
   /** `[Load, WorkerLoadData]`: the first message; a (possibly pre-started) worker loads its function. */
   Load = 5,
+  /** `[Batch, messages[]]`: several Request messages sent in one postMessage. */
+  Batch = 6,
 }
 
 /** Worker -> host. */
@@ -32,7 +34,16 @@ export enum FromWorker {
   LoadError = 6,
   /** `[Log, level, text, requestId | null]`: a `console.*` call in the function. */
   Log = 7,
+  /** `[Batch, messages[]]`: several Response/Error/Log messages sent in one postMessage. */
+  Batch = 8,
 }
+
+/*
+ * Batching: each side queues its per-request messages and posts them together once per
+ * event-loop turn (setImmediate), so a burst of N requests costs one postMessage and one
+ * thread wake-up each way instead of N. Control messages (Ping, Abort, Drain, Load, Pong,
+ * Drained, Ready, LoadError) flush the queue first, so ordering is kept.
+ */
 
 /** What a worker gets in its Load message: the function to load. */
 export interface WorkerLoadData {

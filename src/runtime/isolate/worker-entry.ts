@@ -29,18 +29,51 @@ const currentRequest = new AsyncLocalStorage<string>();
 const consoleLevels = { log: 'info', info: 'info', debug: 'debug', trace: 'debug', warn: 'warn', error: 'error' } as const;
 for (const [method, level] of Object.entries(consoleLevels)) {
   (console as unknown as Record<string, (...args: unknown[]) => void>)[method] = (...args: unknown[]) => {
-    port.postMessage([FromWorker.Log, level, format(...args), currentRequest.getStore() ?? null]);
+    emit([FromWorker.Log, level, format(...args), currentRequest.getStore() ?? null]);
   };
 }
 
-port.on('message', (msg: unknown[]) => {
+// Outgoing per-request messages, posted together once per event-loop turn (see protocol.ts).
+let outbox: unknown[][] = [];
+let outTransfer: ArrayBuffer[] = [];
+let flushScheduled = false;
+
+function emit(msg: unknown[], transfer?: ArrayBuffer): void {
+  outbox.push(msg);
+  if (transfer !== undefined) outTransfer.push(transfer);
+  if (!flushScheduled) { flushScheduled = true; setImmediate(flush); }
+}
+
+function flush(): void {
+  flushScheduled = false;
+  if (outbox.length === 0) return;
+  const batch = outbox;
+  const transfer = outTransfer;
+  outbox = [];
+  outTransfer = [];
+  if (batch.length === 1) port.postMessage(batch[0], transfer);
+  else port.postMessage([FromWorker.Batch, batch], transfer);
+}
+
+/** A control message: after whatever is queued. */
+function direct(msg: unknown[]): void {
+  flush();
+  port.postMessage(msg);
+}
+
+port.on('message', onMessage);
+
+function onMessage(msg: unknown[]): void {
   switch (msg[0]) {
+    case ToWorker.Batch:
+      for (const m of msg[1] as unknown[][]) onMessage(m);
+      break;
     case ToWorker.Request:
       if (handlers === null) beforeLoad.push(msg as RequestMessage);
       else handle(msg as RequestMessage);
       break;
     case ToWorker.Ping:
-      port.postMessage([FromWorker.Pong]);
+      direct([FromWorker.Pong]);
       break;
     case ToWorker.Abort: {
       const r = inflight.get(msg[1] as number);
@@ -48,13 +81,13 @@ port.on('message', (msg: unknown[]) => {
       break;
     }
     case ToWorker.Drain:
-      void waitUntil.drain().then(() => port.postMessage([FromWorker.Drained]));
+      void waitUntil.drain().then(() => direct([FromWorker.Drained]));
       break;
     case ToWorker.Load:
       void load(msg[1] as WorkerLoadData);
       break;
   }
-});
+}
 
 /** Import the function (the worker may have been started blank, ahead of time). */
 async function load(d: WorkerLoadData): Promise<void> {
@@ -68,10 +101,10 @@ async function load(d: WorkerLoadData): Promise<void> {
     handlers = resolveHandlers(d.fnKey, mod, d.handlerNames, d.requireFetch);
   } catch (err) {
     const e = err as { code?: string; message?: string; stack?: string };
-    port.postMessage([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', String(e?.message ?? err), String(e?.stack ?? '')]);
+    direct([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', String(e?.message ?? err), String(e?.stack ?? '')]);
     return;
   }
-  port.postMessage([FromWorker.Ready]);
+  direct([FromWorker.Ready]);
   for (const m of beforeLoad.splice(0)) handle(m);
 }
 
@@ -106,7 +139,7 @@ function finish(id: number, value: unknown): void {
     parts = readResponse(value);
   } catch {
     inflight.delete(id);
-    port.postMessage([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_BAD_RESPONSE', describe(value), '']);
+    emit([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_BAD_RESPONSE', describe(value), '']);
     return;
   }
   if (parts instanceof Promise) parts.then((p) => send(id, p), (err) => fail(id, err));
@@ -120,12 +153,12 @@ function send(id: number, p: ResponseParts): void {
     // Structured clone copies a view's whole backing buffer: trim views first. Bytes read
     // from a real Response are ours alone, so their buffer is moved, not copied.
     if (p.owned && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) {
-      port.postMessage([FromWorker.Response, id, p.status, p.headers, body], [body.buffer as ArrayBuffer]);
+      emit([FromWorker.Response, id, p.status, p.headers, body], body.buffer as ArrayBuffer);
       return;
     }
     if (body.byteLength !== body.buffer.byteLength) body = body.slice();
   }
-  port.postMessage([FromWorker.Response, id, p.status, p.headers, body]);
+  emit([FromWorker.Response, id, p.status, p.headers, body]);
 }
 
 function fail(id: number, err: unknown): void {
@@ -133,5 +166,5 @@ function fail(id: number, err: unknown): void {
   const e = err as { name?: string; message?: string; stack?: string } | null;
   const message = e && typeof e === 'object' ? `${e.name ?? 'Error'}: ${e.message ?? ''}` : String(err);
   const stack = e && typeof e === 'object' && typeof e.stack === 'string' ? e.stack : '';
-  port.postMessage([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_THREW', message, stack]);
+  emit([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_THREW', message, stack]);
 }
