@@ -60,7 +60,7 @@ export const errorSpecs = {
   // --- manifests and the functions directory (manifest/registry) ---
   FEZZ_ERR_MANIFEST_INVALID: { message: '%s: %s', statusCode: 500, base: TypeError },
   FEZZ_ERR_MANIFEST_DIR_NAME: { message: '%s: directory name must be "%s" (from the manifest\'s id and version), got "%s"', statusCode: 500, base: TypeError },
-  FEZZ_ERR_ENTRY_MISSING: { message: '%s: field "entry": file %s does not exist', statusCode: 500, base: Error },
+  FEZZ_ERR_ENTRY_MISSING: { message: '%s: field "entry": file %s does not exist%s', statusCode: 500, base: Error },
   FEZZ_ERR_ENTRY_OUTSIDE: { message: '%s: field "entry": %s must stay inside the function directory', statusCode: 500, base: RangeError },
   FEZZ_ERR_BUILD_FAILED: { message: '%s: bundling %s failed: %s', statusCode: 500, base: Error },
 

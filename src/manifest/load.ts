@@ -58,7 +58,10 @@ export async function loadFunctionDir(dir: string, displayRoot = process.cwd()):
     const st = await stat(entryPath);
     if (!st.isFile()) throw new Error('not a file');
   } catch {
-    throw fezzError('FEZZ_ERR_ENTRY_MISSING', [shown, JSON.stringify(manifest.entry)]);
+    const hint = manifest.runtime === 'process' || manifest.runtime === 'native'
+      ? ' (a compiled plugin: build it first, e.g. `npm run build:plugins` for the examples; see docs/abi.md)'
+      : '';
+    throw fezzError('FEZZ_ERR_ENTRY_MISSING', [shown, JSON.stringify(manifest.entry), hint]);
   }
   return { key, id: manifest.id, version: manifest.version, dir: path.resolve(dir), manifestPath, entryPath, manifest };
 }
