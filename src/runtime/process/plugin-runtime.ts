@@ -74,6 +74,8 @@ interface Child {
   stopping: boolean;
   /** native: the plugin host said its library is loaded. */
   ready: boolean;
+  /** Ids waiting for this turn's stdin write: one write per burst, not one per request. */
+  stdinQueue: string;
 }
 
 interface Waiting {
@@ -143,7 +145,8 @@ export class PluginRuntime implements FunctionRuntime {
   #send(child: Child, id: string, done: Promise<WireResponse>): void {
     child.inflight++;
     child.ids.add(id);
-    child.proc.stdin!.write(`${id}\n`);
+    if (child.stdinQueue === '') setImmediate(flushStdin, child);
+    child.stdinQueue += `${id}\n`;
     void done.then(() => {
       child.inflight--;
       child.ids.delete(id);
@@ -182,7 +185,7 @@ export class PluginRuntime implements FunctionRuntime {
       return null;
     }
     const now = performance.now();
-    const child: Child = { seq: ++this.#seq, proc, startedAt: now, inflight: 0, ids: new Set(), lastActive: now, stopping: false, ready: false };
+    const child: Child = { seq: ++this.#seq, proc, startedAt: now, inflight: 0, ids: new Set(), lastActive: now, stopping: false, ready: false, stdinQueue: '' };
     this.#children.push(child);
     this.#stats.coldStarts++;
     const log = o.logger.child({ fn: o.fnKey, pid: proc.pid });
@@ -283,6 +286,7 @@ export class PluginRuntime implements FunctionRuntime {
       if (child.proc.exitCode !== null || child.proc.signalCode !== null) { resolve(); return; }
       const kill = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
       child.proc.once('exit', () => { clearTimeout(kill); resolve(); });
+      flushStdin(child);
       child.proc.stdin!.end();
       // A plugin that ignores stdin EOF gets SIGTERM once its work is done.
       const term = setInterval(() => {
@@ -348,6 +352,12 @@ export class PluginRuntime implements FunctionRuntime {
     for (const w of this.#queue.splice(0)) store.settle(w.req.requestId, errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER), false);
     await Promise.all([...this.#children].map((c) => this.#retire(c, graceMs)));
   }
+}
+
+function flushStdin(child: Child): void {
+  const text = child.stdinQueue;
+  child.stdinQueue = '';
+  if (text !== '' && child.proc.stdin!.writable) child.proc.stdin!.write(text);
 }
 
 function stamp(file: string): string {
