@@ -53,10 +53,17 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
       }
       const wire = { method: c.method, url: 'http://' + hostOf(c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };
       const fn = m.fn;
-      return fn.runtime.invoke({ requestId: c.requestId, wire, handler: m.handler, params: m.params }).then((r) => {
-        c.response = r;
-        fn.stats.record(r.status, performance.now() - c.startTime);
-      });
+      const out = fn.runtime.invoke({ requestId: c.requestId, wire, handler: m.handler, params: m.params });
+      if (out instanceof Promise) {
+        return out.then((r) => {
+          c.response = r;
+          fn.stats.record(r.status, performance.now() - c.startTime);
+        });
+      }
+      // Answered synchronously (inline runtime): no promise hop at all.
+      c.response = out;
+      fn.stats.record(out.status, performance.now() - c.startTime);
+      return;
     }
     case 'health':
       c.response = state.accepting

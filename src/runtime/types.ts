@@ -36,9 +36,10 @@ export interface FunctionRuntime {
   /**
    * Run one request. Never rejects: every failure becomes an error response — 503 +
    * `Retry-After` (queue full / closing), 504 (timeout), 500 (throw, crash, OOM, bad
-   * response, start failure), 502 (plugin process down).
+   * response, start failure), 502 (plugin process down). May answer synchronously (the
+   * inline runtime does for synchronous handlers) to save the promise hops.
    */
-  invoke(req: InvokeRequest): Promise<WireResponse>;
+  invoke(req: InvokeRequest): WireResponse | Promise<WireResponse>;
   stats(): RuntimeStats;
   /** Start `instances.min` instances now (warm pool). Resolves when they are ready or failed. */
   warm(): Promise<void>;

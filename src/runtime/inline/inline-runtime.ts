@@ -67,7 +67,7 @@ export class InlineRuntime implements FunctionRuntime {
   }
 
   // hot path -- change with care
-  invoke(req: InvokeRequest): Promise<WireResponse> {
+  invoke(req: InvokeRequest): WireResponse | Promise<WireResponse> {
     if (this.#closed) return Promise.resolve(errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
     if (this.#inflight >= this.#o.limits.concurrency + this.#o.limits.maxQueue) {
       return Promise.resolve(errorResponse('FEZZ_ERR_QUEUE_FULL', [this.#o.fnKey, this.#o.limits.maxQueue], RETRY_AFTER));
@@ -94,7 +94,7 @@ export class InlineRuntime implements FunctionRuntime {
       } else {
         const parts = this.#read(result);
         // Synchronous handler and body: answered already, no timer needed.
-        if (!(parts instanceof Promise)) { this.#inflight--; return Promise.resolve(parts); }
+        if (!(parts instanceof Promise)) { this.#inflight--; return parts; }
         out = parts;
       }
     } catch (err) {
