@@ -33,6 +33,28 @@ interface CacheIndex {
 
 const sha = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
+/*
+ * esbuild runs as a child service process (about 12 MB RSS). Builds happen at load and
+ * reload only, so stop the service once no build has run for a second; the next build
+ * starts it again.
+ */
+let activeBuilds = 0;
+let stopTimer: NodeJS.Timeout | null = null;
+const IDLE_STOP_MS = 1000;
+
+async function runBuild<T>(build: () => Promise<T>): Promise<T> {
+  activeBuilds++;
+  if (stopTimer !== null) { clearTimeout(stopTimer); stopTimer = null; }
+  try {
+    return await build();
+  } finally {
+    if (--activeBuilds === 0) {
+      stopTimer = setTimeout(() => { stopTimer = null; if (activeBuilds === 0) void esbuild.stop(); }, IDLE_STOP_MS);
+      stopTimer.unref();
+    }
+  }
+}
+
 /**
  * Bundle `entryPath` (absolute) into `cacheDir`.
  * @param label names the function in errors, e.g. `functions/todos@1.0.0/fezz.json`.
@@ -47,7 +69,7 @@ export async function bundleEntry(entryPath: string, cacheDir: string, label: st
   }
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
-    result = await esbuild.build({
+    result = await runBuild(() => esbuild.build({
       entryPoints: [entryPath],
       bundle: true,
       write: false,
@@ -59,7 +81,7 @@ export async function bundleEntry(entryPath: string, cacheDir: string, label: st
       absWorkingDir: path.dirname(entryPath),
       // CommonJS dependencies call require(); give the ES module bundle a real one.
       banner: { js: "import { createRequire as __fezzCreateRequire } from 'node:module'; const require = __fezzCreateRequire(import.meta.url);" },
-    });
+    }));
   } catch (err) {
     const errors = (err as { errors?: esbuild.Message[] }).errors ?? [];
     const text = errors.length
