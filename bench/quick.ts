@@ -1,20 +1,31 @@
 /**
- * The quick benchmark: requests/s, p50/p99 and peak RSS of `/rpc/hello` (and its JSON twin)
- * on fezz through each runtime (isolate, inline, and the plugin runtimes process and native),
- * beside raw node:http answering the same bytes, all in one run, with ratios to node:http.
- * See bench/README.md.
+ * The fezz benchmark suite (`npm run bench`): throughput against the peers (raw node:http,
+ * Fastify, Hono, workerd, Bun, Deno) for every fezz runtime, cold start, density and soak,
+ * with the targets of issue 5 checked, tables on stdout and a JSON + Markdown + SVG report
+ * under bench/results/. See bench/README.md.
  *
- *   node --import tsx bench/quick.ts [--smoke] [--servers node-http,fezz-inline] [--json out.json]
+ *   node --import tsx bench/quick.ts [--smoke [--peers]] [--suite throughput,coldstart] [--servers node-http,fezz-inline]
  */
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import { childLogDir, killAllChildren } from "./lib/child.js";
 import { autocannonGenerator } from "./lib/load-autocannon.js";
 import { findWrk, wrkGenerator } from "./lib/load-wrk.js";
 import { parseQuickArgs, USAGE, type QuickOptions } from "./lib/args.js";
-import { formatTable, isBad, writeJson, type RunInfo } from "./lib/report.js";
+import { textGrid } from "./lib/grid.js";
+import { ensurePeerPackages } from "./lib/peer-install.js";
+import { REPO_ROOT } from "./lib/paths.js";
+import { formatTable, isBad, type RunInfo } from "./lib/report.js";
+import { resultsJson, writeResults, type BenchResults } from "./lib/results.js";
 import { runMatrix } from "./lib/runner.js";
-import { BASELINE, servers as allServers } from "./lib/servers.js";
-import type { LoadGenerator } from "./lib/types.js";
+import { BASELINE, isFezz, peerNamed, servers as allServers } from "./lib/servers.js";
+import { runColdStart, type ColdStartResult } from "./lib/suite-coldstart.js";
+import { runDensity, type DensityResult } from "./lib/suite-density.js";
+import { runSoak, type SoakResult } from "./lib/suite-soak.js";
+import { coldStartGrid, coldStartNote, densityGrid, densityNote, soakGrid, targetsGrid } from "./lib/suite-tables.js";
+import { evaluateTargets } from "./lib/targets.js";
+import type { LoadGenerator, Row, ServerAdapter } from "./lib/types.js";
 import { workloads as allWorkloads } from "./lib/workloads.js";
 
 // Never leave a server behind: on Ctrl-C, on SIGTERM, on a crash, and at exit.
@@ -25,6 +36,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.exit(signal === "SIGINT" ? 130 : 143);
   });
 }
+
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
 
 function select<T extends { name: string }>(kind: string, all: readonly T[], names: readonly string[] | undefined): T[] {
   if (names === undefined) return [...all];
@@ -43,60 +58,179 @@ function chooseGenerator(options: QuickOptions): LoadGenerator {
   return autocannonGenerator();
 }
 
+/** The throughput servers: all (or `--servers`); a smoke run leaves the 100 MB peers out unless `--peers`. */
+function chooseServers(options: QuickOptions, skipped: string[]): ServerAdapter[] {
+  const chosen = select("server", allServers, options.servers);
+  if (options.servers !== undefined || !options.smoke || options.peers) return chosen;
+  const heavy = chosen.filter((server) => peerNamed(server.name)?.heavy === true);
+  if (heavy.length > 0) {
+    skipped.push(
+      `${heavy.map((s) => s.name).join(", ")} not run: --smoke leaves out the peers that are ~100 MB npm packages each; add --peers to run them.`,
+    );
+  }
+  return chosen.filter((server) => !heavy.includes(server));
+}
+
 async function main(): Promise<number> {
   const options = parseQuickArgs(process.argv.slice(2));
   if (options.help) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const servers = select("server", allServers, options.servers);
+  const startedAt = new Date().toISOString();
+  const skipped: string[] = [];
+  const run = new Set(options.suites);
+  const servers = run.has("throughput") ? chooseServers(options, skipped) : [];
   const workloads = select("workload", allWorkloads, options.workloads);
-  const generator = chooseGenerator(options);
-  const settings = {
-    loadGenerator: generator.name,
-    durationS: options.durationS,
-    warmupS: options.warmupS,
-    connections: options.connections,
-    rounds: options.rounds,
-    pick: options.pick,
-    baseline: BASELINE,
-    startedAt: new Date().toISOString(),
-  };
-  const pairs = servers.length * workloads.length * options.rounds;
-  process.stderr.write(`running ${pairs} pair(s) with ${generator.name}\n`);
+  const soakServer = select("server", allServers, [options.soakServer])[0]!;
+  const soakWorkload = select("workload", allWorkloads, [options.soakWorkload])[0]!;
+  for (const note of skipped) log(`bench: ${note}`);
+  log(`bench: suites ${options.suites.join(", ")}${options.smoke ? " (smoke)" : ""}`);
 
-  let done = 0;
-  const rows = await runMatrix({
-    servers,
-    workloads,
-    generator,
-    durationS: options.durationS,
-    warmupS: options.warmupS,
-    connections: options.connections,
-    rounds: options.rounds,
-    pick: options.pick,
-    baseline: BASELINE,
-    onOutcome: (server, workload, outcome) => {
-      const what =
-        outcome.kind === "ok"
-          ? `${Math.round(outcome.measurement.rps).toLocaleString("en-US")} req/s, p99 ${outcome.measurement.p99Ms.toFixed(2)} ms`
-          : outcome.kind === "failed"
-            ? `failed (${outcome.stage}): ${outcome.reason}`
-            : "not supported";
-      process.stderr.write(`[${++done}/${pairs}] round ${outcome.round + 1} ${server} ${workload}: ${what}\n`);
-    },
-  });
-
-  // Server logs only matter when something went wrong: keep them then, else clean up.
-  const bad = rows.some(isBad);
-  if (!bad) rmSync(childLogDir(), { recursive: true, force: true });
-  const info: RunInfo = { ...settings, logDir: bad ? childLogDir() : null };
-  process.stdout.write(`\n${formatTable(rows, info)}\n`);
-  if (options.json !== undefined) {
-    writeJson(options.json, rows, info);
-    process.stderr.write(`wrote ${options.json}\n`);
+  // Install every peer package this run needs at once (one npm run); a failure is reported by
+  // each peer that needed it, in its row, and the run goes on.
+  const needed = new Set<string>();
+  for (const server of [...(run.has("throughput") ? servers : []), ...(run.has("soak") ? [soakServer] : [])]) {
+    for (const name of peerNamed(server.name)?.packages ?? []) needed.add(name);
   }
-  return options.strict && bad ? 1 : 0;
+  await ensurePeerPackages([...needed]).catch(() => undefined);
+
+  const durationsS: Record<string, number> = {};
+  const timed = async <T>(suite: string, body: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await body();
+    } finally {
+      durationsS[suite] = (performance.now() - t0) / 1000;
+      log(`bench: ${suite} took ${durationsS[suite]!.toFixed(1)} s`);
+    }
+  };
+
+  let throughput: BenchResults["throughput"] = null;
+  if (run.has("throughput")) {
+    const generator = chooseGenerator(options);
+    const info: RunInfo = {
+      loadGenerator: generator.name,
+      durationS: options.durationS,
+      warmupS: options.warmupS,
+      connections: options.connections,
+      rounds: options.rounds,
+      pick: options.pick,
+      baseline: BASELINE,
+      startedAt,
+      logDir: null,
+    };
+    const pairs = servers.length * workloads.length * options.rounds;
+    log(`throughput: ${pairs} pair(s) with ${generator.name}`);
+    let done = 0;
+    const rows = await timed("throughput", () =>
+      runMatrix({
+        servers,
+        workloads,
+        generator,
+        durationS: options.durationS,
+        warmupS: options.warmupS,
+        connections: options.connections,
+        rounds: options.rounds,
+        pick: options.pick,
+        baseline: BASELINE,
+        onOutcome: (server, workload, outcome) => {
+          const what =
+            outcome.kind === "ok"
+              ? `${Math.round(outcome.measurement.rps).toLocaleString("en-US")} req/s, p99 ${outcome.measurement.p99Ms.toFixed(2)} ms`
+              : outcome.kind === "failed"
+                ? `failed (${outcome.stage}): ${outcome.reason}`
+                : "not supported";
+          log(`[${++done}/${pairs}] round ${outcome.round + 1} ${server} ${workload}: ${what}`);
+        },
+      }),
+    );
+    throughput = { info, rows, servers: servers.map((s) => s.name), workloads: workloads.map((w) => w.name) };
+    process.stdout.write(`\n${formatTable(rows, info)}\n`);
+  }
+
+  let coldstart: ColdStartResult | null = null;
+  if (run.has("coldstart")) {
+    coldstart = await timed("coldstart", () =>
+      runColdStart({ functions: options.coldstartFunctions, runtimes: options.coldstartRuntimes }, log),
+    );
+    process.stdout.write(`\ncold start: ${coldStartNote(coldstart)}\n\n${textGrid(coldStartGrid(coldstart))}\n`);
+  }
+
+  let density: DensityResult | null = null;
+  if (run.has("density")) {
+    density = await timed("density", () => runDensity({ levels: options.densityLevels }, log));
+    process.stdout.write(`\ndensity: ${densityNote(density)}\n\n${textGrid(densityGrid(density))}\n`);
+  }
+
+  let soak: SoakResult[] | null = null;
+  if (run.has("soak")) {
+    const result = await timed("soak", () =>
+      runSoak({ server: soakServer, workload: soakWorkload, requests: options.soakRequests, connections: options.connections }, log),
+    );
+    soak = [result];
+    process.stdout.write(`\nsoak (autocannon, ${options.connections} connections):\n\n${textGrid(soakGrid(soak))}\n`);
+  }
+
+  const targets = evaluateTargets({ baseline: BASELINE, throughput: throughput?.rows ?? null, coldstart, density, soak });
+  process.stdout.write(`\n${textGrid(targetsGrid(targets))}\n`);
+
+  const problems = failures(throughput?.rows ?? [], coldstart, density, soak);
+  // Server logs only matter when something went wrong: keep them then, else clean up.
+  const anyBad = problems.all.length > 0;
+  if (throughput !== null) throughput = { ...throughput, info: { ...throughput.info, logDir: anyBad ? childLogDir() : null } };
+  if (anyBad) log(`bench: server logs kept in ${childLogDir()}`);
+  else rmSync(childLogDir(), { recursive: true, force: true });
+
+  const results: BenchResults = {
+    command: `bench/quick.ts ${process.argv.slice(2).join(" ")}`.trim(),
+    startedAt,
+    smoke: options.smoke,
+    durationsS,
+    skipped,
+    throughput,
+    coldstart,
+    density,
+    soak,
+    targets,
+  };
+  const files = writeResults(results, resolve(REPO_ROOT, options.out), options.name);
+  if (options.json !== undefined) {
+    writeFileSync(options.json, resultsJson(results));
+    files.push(options.json);
+  }
+  process.stdout.write(`\nwrote ${files.join(", ")}\n`);
+  for (const note of skipped) process.stdout.write(`note: ${note}\n`);
+
+  if (options.smoke && problems.fezz.length > 0) {
+    log(`bench: smoke failed: ${problems.fezz.join("; ")}`);
+    return 1;
+  }
+  if (options.strict && anyBad) return 1;
+  return 0;
+}
+
+/** What went wrong: everything, and the part that is fezz's (what fails a smoke run). */
+function failures(
+  rows: readonly Row[],
+  coldstart: ColdStartResult | null,
+  density: DensityResult | null,
+  soak: readonly SoakResult[] | null,
+): { all: string[]; fezz: string[] } {
+  const all: string[] = [];
+  const fezz: string[] = [];
+  const add = (text: string, mine: boolean): void => {
+    all.push(text);
+    if (mine) fezz.push(text);
+  };
+  for (const row of rows) if (isBad(row)) add(`throughput ${row.server} ${row.workload}`, isFezz(row.server));
+  if (coldstart !== null) {
+    if (coldstart.error !== null) add(`coldstart: ${coldstart.error}`, true);
+    for (const row of coldstart.rows) if (row.error !== null || row.first === null) add(`coldstart ${row.runtime}: ${row.error ?? "no sample"}`, true);
+  }
+  if (density?.error != null) add(`density: ${density.error}`, true);
+  for (const s of soak ?? []) if (s.error !== null || s.ratio === null) add(`soak ${s.server}: ${s.error ?? "no ratio"}`, isFezz(s.server));
+  return { all, fezz };
 }
 
 main().then(

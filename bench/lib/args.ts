@@ -1,14 +1,21 @@
 /**
- * Command-line flags of bench/quick.ts. `--smoke` only changes defaults: an explicit
- * `--duration` or `--rounds` still wins.
+ * Command-line flags of bench/quick.ts. `--smoke` only changes defaults: an explicit flag
+ * still wins.
  */
 import { parseArgs } from "node:util";
+import type { JsRuntime } from "./fezz-functions.js";
 import type { PickRule } from "./types.js";
 
+export const SUITES = ["throughput", "coldstart", "density", "soak"] as const;
+export type SuiteName = (typeof SUITES)[number];
+
 export interface QuickOptions {
+  /** Suites to run, in this order. @default all */
+  readonly suites: readonly SuiteName[];
+  readonly smoke: boolean;
   /** Seconds of measured load per pair. @default 10 (smoke: 1) */
   readonly durationS: number;
-  /** Seconds of unmeasured load before each measurement (wrk rounds up to whole seconds). @default 1 */
+  /** Seconds of unmeasured load before each measurement (wrk rounds up to whole seconds). @default 1 (smoke: 0) */
   readonly warmupS: number;
   /** Concurrent connections. @default 64 */
   readonly connections: number;
@@ -16,36 +23,75 @@ export interface QuickOptions {
   readonly rounds: number;
   /** @default "best" */
   readonly pick: PickRule;
-  /** Server names to run, in table order; undefined: all. */
+  /** Server names to run, in table order; undefined: all (smoke: all but workerd, bun, deno unless `peers`). */
   readonly servers: readonly string[] | undefined;
+  /** Include workerd, Bun and Deno in a smoke run. @default false */
+  readonly peers: boolean;
   /** Workload names to run; undefined: all. */
   readonly workloads: readonly string[] | undefined;
   /** `auto`: wrk when it is on PATH, else autocannon. @default "auto" */
   readonly load: "auto" | "wrk" | "autocannon";
   /** wrk threads. @default 1 */
   readonly threads: number;
-  /** Also write the results here. */
+  /** Cold start: functions per runtime. @default 25 (smoke: 3) */
+  readonly coldstartFunctions: number;
+  /** Cold start: runtimes. @default ["isolate", "inline"] */
+  readonly coldstartRuntimes: readonly JsRuntime[];
+  /** Density: warm-function counts. @default [1, 10, 100] (smoke: [1, 3]) */
+  readonly densityLevels: readonly number[];
+  /** Soak: requests in all. @default 2_000_000 (smoke: 20_000) */
+  readonly soakRequests: number;
+  /** Soak: the server. @default "fezz-isolate" */
+  readonly soakServer: string;
+  /** Soak: the workload. @default "hello" */
+  readonly soakWorkload: string;
+  /** Folder the report goes to. @default "bench/results" */
+  readonly out: string;
+  /** Report file names: `<name>.json`, `<name>.md`, `<name>.svg`. @default "latest" (smoke: "smoke") */
+  readonly name: string;
+  /** Also write the JSON here. */
   readonly json: string | undefined;
-  /** Exit 1 when any row failed or saw errors. @default false */
+  /** Exit 1 when any row or suite failed or saw errors. @default false */
   readonly strict: boolean;
   readonly help: boolean;
 }
 
-export const USAGE = `Usage: node --import tsx bench/quick.ts [flags]
+export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx bench/quick.ts [flags])
 
-  --duration <s>         seconds of measured load per (server, workload) pair (default 10; smoke: 1)
-  --warmup <s>           seconds of unmeasured load before each measurement   (default 1)
-  --connections <n>      concurrent keep-alive connections                     (default 64)
-  --rounds <n>           runs of every pair; odd rounds reverse the server order (default 2; smoke: 1)
-  --pick best|median     which round a row shows                              (default best)
-  --servers a,b          servers to run, e.g. node-http,fezz-inline            (default all)
-  --workloads a,b        workloads to run, e.g. hello                          (default all)
-  --load <generator>     auto | wrk | autocannon; auto = wrk if on PATH       (default auto)
-  --threads <n>          wrk threads                                           (default 1)
-  --smoke                quick check for CI: 1 s per pair, 1 round
-  --json <file>          also write every round as JSON
-  --strict               exit 1 if any row failed or saw non-2xx/socket errors
-  --help                 this text
+  --suite a,b              throughput, coldstart, density, soak                (default all)
+  --smoke                  every suite once, tiny sizes (CI); skips workerd, bun, deno unless --peers;
+                           exits 1 only when a fezz row or suite fails
+  --peers                  with --smoke: also run workerd, bun and deno (about 100 MB each to install)
+
+ throughput
+  --servers a,b            e.g. node-http,fastify,fezz-isolate                 (default all)
+  --workloads a,b          hello, json, todos-get, todos-post, echo, table     (default all)
+  --duration <s>           seconds of measured load per (server, workload) pair (default 10; smoke: 1)
+  --warmup <s>             seconds of unmeasured load before each measurement   (default 1; smoke: 0)
+  --connections <n>        concurrent keep-alive connections                     (default 64)
+  --rounds <n>             runs of every pair; odd rounds reverse the server order (default 2; smoke: 1)
+  --pick best|median       which round a row shows                              (default best)
+  --load <generator>       auto | wrk | autocannon; auto = wrk if on PATH       (default auto)
+  --threads <n>            wrk threads                                           (default 1)
+
+ coldstart
+  --coldstart-functions <n>  distinct functions per runtime                    (default 25; smoke: 3)
+  --coldstart-runtimes a,b   isolate, inline                                   (default both)
+
+ density
+  --density-levels a,b     warm-function counts                                (default 1,10,100; smoke: 1,3)
+
+ soak
+  --soak-requests <n>      requests in all                                     (default 2000000; smoke: 20000)
+  --soak-server <name>     any server name                                     (default fezz-isolate)
+  --soak-workload <name>   any workload name                                   (default hello)
+
+ report
+  --out <dir>              where the report goes                               (default bench/results)
+  --name <base>            <base>.json, <base>.md, <base>.svg                  (default latest; smoke: smoke)
+  --json <file>            also write the JSON here
+  --strict                 exit 1 if any row or suite failed or saw non-2xx/socket errors
+  --help                   this text
 `;
 
 export function parseQuickArgs(argv: readonly string[]): QuickOptions {
@@ -54,6 +100,9 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
     strict: true,
     allowPositionals: false,
     options: {
+      suite: { type: "string" },
+      smoke: { type: "boolean", default: false },
+      peers: { type: "boolean", default: false },
       duration: { type: "string" },
       warmup: { type: "string" },
       connections: { type: "string" },
@@ -63,23 +112,50 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
       workloads: { type: "string" },
       load: { type: "string" },
       threads: { type: "string" },
-      smoke: { type: "boolean", default: false },
+      "coldstart-functions": { type: "string" },
+      "coldstart-runtimes": { type: "string" },
+      "density-levels": { type: "string" },
+      "soak-requests": { type: "string" },
+      "soak-server": { type: "string" },
+      "soak-workload": { type: "string" },
+      out: { type: "string" },
+      name: { type: "string" },
       json: { type: "string" },
       strict: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   const smoke = values.smoke === true;
+  const suites = list(values.suite);
+  const unknownSuites = (suites ?? []).filter((s) => !(SUITES as readonly string[]).includes(s));
+  if (unknownSuites.length > 0) throw new TypeError(`--suite: unknown ${unknownSuites.join(", ")}; known: ${SUITES.join(", ")}`);
+  const runtimes = list(values["coldstart-runtimes"]) ?? ["isolate", "inline"];
+  const badRuntime = runtimes.find((r) => r !== "isolate" && r !== "inline");
+  if (badRuntime !== undefined) throw new TypeError(`--coldstart-runtimes: ${JSON.stringify(badRuntime)} is not isolate or inline`);
+  const levels = (list(values["density-levels"]) ?? (smoke ? ["1", "3"] : ["1", "10", "100"])).map((raw) =>
+    integer("--density-levels", raw, 1),
+  );
   return {
+    suites: suites === undefined ? [...SUITES] : SUITES.filter((s) => suites.includes(s)),
+    smoke,
     durationS: positive("--duration", values.duration, smoke ? 1 : 10, "a number of seconds > 0"),
-    warmupS: nonNegative("--warmup", values.warmup, 1),
+    warmupS: nonNegative("--warmup", values.warmup, smoke ? 0 : 1),
     connections: integer("--connections", values.connections, 64),
     rounds: integer("--rounds", values.rounds, smoke ? 1 : 2),
     pick: oneOf("--pick", values.pick, ["best", "median"] as const, "best"),
     servers: list(values.servers),
+    peers: values.peers === true,
     workloads: list(values.workloads),
     load: oneOf("--load", values.load, ["auto", "wrk", "autocannon"] as const, "auto"),
     threads: integer("--threads", values.threads, 1),
+    coldstartFunctions: integer("--coldstart-functions", values["coldstart-functions"], smoke ? 3 : 25),
+    coldstartRuntimes: runtimes as JsRuntime[],
+    densityLevels: [...new Set(levels)].sort((a, b) => a - b),
+    soakRequests: integer("--soak-requests", values["soak-requests"], smoke ? 20_000 : 2_000_000),
+    soakServer: values["soak-server"] ?? "fezz-isolate",
+    soakWorkload: values["soak-workload"] ?? "hello",
+    out: values.out ?? "bench/results",
+    name: values.name ?? (smoke ? "smoke" : "latest"),
     json: values.json,
     strict: values.strict === true,
     help: values.help === true,

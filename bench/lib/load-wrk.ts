@@ -1,15 +1,18 @@
 /**
  * Load through wrk (a separate C process, so the load generator costs no JavaScript time).
- * Methods and bodies other than a plain GET go through a tiny Lua script written to a
- * temporary file.
+ * Methods and bodies other than a plain GET go through bench/lib/wrk-request.lua, which reads
+ * the method and a temporary body file from the environment.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { trackHelper } from "./child.js";
 import { parseWrkOutput } from "./wrk-parse.js";
 import type { LoadGenerator, LoadOptions, Measurement } from "./types.js";
+
+const REQUEST_SCRIPT = fileURLToPath(new URL("./wrk-request.lua", import.meta.url));
 
 /** The absolute path of `wrk` on PATH, or null. */
 export function findWrk(): string | null {
@@ -47,38 +50,31 @@ async function runWrk(wrk: string, threads: number, options: LoadOptions): Promi
     "--latency",
   ];
   for (const [name, value] of Object.entries(options.headers ?? {})) args.push("-H", `${name}: ${value}`);
-  let scriptDir: string | undefined;
+  let bodyDir: string | undefined;
+  const env: NodeJS.ProcessEnv = { ...process.env };
   if (options.method !== "GET" || options.body !== undefined) {
-    scriptDir = mkdtempSync(join(tmpdir(), "fezz-bench-wrk-"));
-    const script = join(scriptDir, "request.lua");
-    writeFileSync(
-      script,
-      `wrk.method = ${JSON.stringify(options.method)}\n` +
-        (options.body === undefined ? "" : `wrk.body = ${luaString(options.body)}\n`),
-    );
-    args.push("-s", script);
+    // bench/lib/wrk-request.lua reads the method and the body file from the environment.
+    env.BENCH_WRK_METHOD = options.method;
+    if (options.body !== undefined) {
+      bodyDir = mkdtempSync(join(tmpdir(), "fezz-bench-wrk-"));
+      env.BENCH_WRK_BODY_FILE = join(bodyDir, "body");
+      writeFileSync(env.BENCH_WRK_BODY_FILE, options.body);
+    }
+    args.push("-s", REQUEST_SCRIPT);
   }
   args.push(options.url);
   try {
-    const { code, stdout, stderr } = await run(wrk, args);
+    const { code, stdout, stderr } = await run(wrk, args, env);
     if (code !== 0) throw new Error(`wrk exited with code ${code}: ${(stderr || stdout).trim().split("\n").at(-1) ?? ""}`);
     return parseWrkOutput(stdout);
   } finally {
-    if (scriptDir !== undefined) rmSync(scriptDir, { recursive: true, force: true });
+    if (bodyDir !== undefined) rmSync(bodyDir, { recursive: true, force: true });
   }
 }
 
-/** A Lua long string holding `text` exactly, with a level of `=` that `text` does not contain. */
-function luaString(text: string): string {
-  let level = "";
-  while (text.includes(`]${level}]`)) level += "=";
-  // A newline right after the opening bracket is dropped by Lua, so always start with one.
-  return `[${level}[\n${text}]${level}]`;
-}
-
-function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
     trackHelper(child);
     let stdout = "";
     let stderr = "";

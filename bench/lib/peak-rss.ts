@@ -1,21 +1,51 @@
 /**
- * Peak resident set size of a process: `VmHWM` ("high water mark") in /proc/<pid>/status,
- * which the kernel keeps for the life of the process. It covers every thread of the process
- * (so fezz's worker_threads count), but not its child processes; `childrenPeakRssMb` adds
- * those up separately (a `process` or `native` plugin, esbuild's service). Linux only.
+ * Resident set size of a process from /proc/<pid>/status: `VmHWM` (the peak, "high water
+ * mark", which the kernel keeps for the life of the process) and `VmRSS` (now). Both cover
+ * every thread of the process (so fezz's worker_threads count), but not its child processes;
+ * `childrenPeakRss` and `treeRss` list those separately (a `process` or `native` plugin,
+ * esbuild's service). Linux only.
  */
 import { readdirSync, readFileSync } from "node:fs";
 
 /** Peak RSS of `pid` in MB (2^20 bytes), or null if /proc is unavailable or the process is gone. */
 export function peakRssMb(pid: number): number | null {
+  return statusKb(pid, "VmHWM");
+}
+
+/** RSS of `pid` now, in MB (2^20 bytes), or null if /proc is unavailable or the process is gone. */
+export function rssMb(pid: number): number | null {
+  return statusKb(pid, "VmRSS");
+}
+
+function statusKb(pid: number, field: "VmHWM" | "VmRSS"): number | null {
   let status: string;
   try {
     status = readFileSync(`/proc/${pid}/status`, "utf8");
   } catch {
     return null;
   }
-  const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
+  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, "m").exec(status);
   return match?.[1] === undefined ? null : Number(match[1]) / 1024;
+}
+
+/** RSS now of a process and of each of its live descendants, in MB. */
+export interface TreeRss {
+  /** The process itself (VmRSS); null if it is gone. */
+  readonly hostMb: number | null;
+  /** Each live descendant (a plugin process, esbuild's service), VmRSS. */
+  readonly children: readonly { readonly name: string; readonly pid: number; readonly rssMb: number }[];
+  /** hostMb plus every child's, in MB. */
+  readonly totalMb: number;
+}
+
+/** The RSS now of `pid` and its descendants (what "the host plus its children" occupies). */
+export function treeRss(pid: number): TreeRss {
+  const hostMb = rssMb(pid);
+  const children = descendants(pid).flatMap((child) => {
+    const mb = rssMb(child);
+    return mb === null ? [] : [{ name: programName(child), pid: child, rssMb: mb }];
+  });
+  return { hostMb, children, totalMb: (hostMb ?? 0) + children.reduce((sum, c) => sum + c.rssMb, 0) };
 }
 
 /** One descendant process of a server and its peak RSS. */
@@ -33,6 +63,14 @@ export interface ChildPeak {
  * is unavailable.
  */
 export function childrenPeakRss(pid: number): ChildPeak[] {
+  return descendants(pid).flatMap((child) => {
+    const mb = peakRssMb(child);
+    return mb === null ? [] : [{ name: programName(child), pid: child, peakRssMb: mb }];
+  });
+}
+
+/** PIDs of every live process descended from `pid`, ascending; empty without /proc. */
+function descendants(pid: number): number[] {
   const parents = new Map<number, number>(); // pid -> ppid
   let entries: string[];
   try {
@@ -51,15 +89,13 @@ export function childrenPeakRss(pid: number): ChildPeak[] {
       // gone meanwhile
     }
   }
-  const out: ChildPeak[] = [];
+  const out: number[] = [];
   for (const child of parents.keys()) {
     let up = parents.get(child);
     while (up !== undefined && up !== pid && up > 1) up = parents.get(up);
-    if (up !== pid) continue;
-    const mb = peakRssMb(child);
-    if (mb !== null) out.push({ name: programName(child), pid: child, peakRssMb: mb });
+    if (up === pid) out.push(child);
   }
-  return out.sort((a, b) => a.pid - b.pid);
+  return out.sort((a, b) => a - b);
 }
 
 /** `comm` of a process; for a Node process, the file name of its script instead. */

@@ -1,8 +1,9 @@
 /**
- * The results table (plain text, fixed-width columns) and the JSON written by `--json`.
+ * The throughput table: plain text (fixed-width columns, a failure spanning the numeric
+ * columns) for stdout, and a grid for the Markdown report.
  */
-import { writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
+import type { Grid } from "./grid.js";
 import type { PairOutcome, PickRule, Row } from "./types.js";
 
 /** Everything about a run that is not a row: printed above the table and kept in the JSON. */
@@ -53,7 +54,7 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
     info.rounds === 1 ? "1 round" : `${info.rounds} rounds, ${info.pick === "best" ? "best" : "median"} round shown`;
   const cpu = cpus();
   return [
-    `fezz quick bench: ${info.loadGenerator}, ${info.connections} connections, ` +
+    `throughput: ${info.loadGenerator}, ${info.connections} connections, ` +
       `${info.warmupS} s warm-up + ${info.durationS} s per pair, ${roundsText}`,
     `node ${process.version}, ${cpu.length} CPU (${cpu[0]?.model.trim() ?? "unknown"}), load average ${loadavg().map((n) => n.toFixed(2)).join(" ")}`,
     "",
@@ -66,8 +67,31 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
   ].join("\n");
 }
 
+/** The throughput rows for the Markdown report; a row with no result has its reason in notes. */
+export function throughputGrid(rows: readonly Row[]): Grid {
+  return {
+    headers: [...HEADERS],
+    right: RIGHT,
+    rows: rows.map((row) => {
+      const picked = row.picked;
+      if (picked === null) return [row.server, row.workload, "-", "-", "-", "-", "-", whyNoResult(row.rounds)];
+      const m = picked.measurement;
+      return [
+        row.server,
+        row.workload,
+        Math.round(m.rps).toLocaleString("en-US"),
+        m.p50Ms.toFixed(2),
+        m.p99Ms.toFixed(2),
+        picked.peakRssMb === null ? "-" : picked.peakRssMb.toFixed(1),
+        row.ratio === null ? "-" : `${row.ratio.toFixed(2)}x`,
+        notes(row),
+      ];
+    }),
+  };
+}
+
 /** The cell of a row that has no successful round: the first failure's stage and reason. */
-function whyNoResult(rounds: readonly PairOutcome[]): string {
+export function whyNoResult(rounds: readonly PairOutcome[]): string {
   const failure = rounds.find((outcome) => outcome.kind === "failed");
   if (failure === undefined || failure.kind !== "failed") return "not supported";
   const label = { start: "failed to start", check: "wrong answer", load: "load failed" }[failure.stage];
@@ -103,31 +127,19 @@ export function isBad(row: Row): boolean {
   return row.picked === null || row.picked.measurement.non2xx > 0 || row.picked.measurement.errors > 0;
 }
 
-/** Writes `{ info, machine, rows }`; every round of every row is kept, not only the picked one. */
-export function writeJson(file: string, rows: readonly Row[], info: RunInfo): void {
-  const cpu = cpus();
-  const doc = {
-    info,
-    machine: {
-      node: process.version,
-      platform: `${process.platform}-${process.arch}`,
-      cpus: cpu.length,
-      cpuModel: cpu[0]?.model.trim() ?? null,
-      loadavg: loadavg(),
-    },
-    rows: rows.map((row) => ({
-      server: row.server,
-      workload: row.workload,
-      rps: row.picked?.measurement.rps ?? null,
-      p50Ms: row.picked?.measurement.p50Ms ?? null,
-      p99Ms: row.picked?.measurement.p99Ms ?? null,
-      peakRssMb: row.picked?.peakRssMb ?? null,
-      children: row.picked?.children ?? [],
-      ratio: row.ratio,
-      pickedRound: row.picked?.round ?? null,
-      error: row.picked === null ? whyNoResult(row.rounds) : null,
-      rounds: row.rounds,
-    })),
+/** A row as stored in the JSON report: the picked figures, plus every round. */
+export function rowJson(row: Row): Record<string, unknown> {
+  return {
+    server: row.server,
+    workload: row.workload,
+    rps: row.picked?.measurement.rps ?? null,
+    p50Ms: row.picked?.measurement.p50Ms ?? null,
+    p99Ms: row.picked?.measurement.p99Ms ?? null,
+    peakRssMb: row.picked?.peakRssMb ?? null,
+    children: row.picked?.children ?? [],
+    ratio: row.ratio,
+    pickedRound: row.picked?.round ?? null,
+    error: row.picked === null ? whyNoResult(row.rounds) : null,
+    rounds: row.rounds,
   };
-  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
 }

@@ -101,9 +101,20 @@ async function runPair(server: ServerAdapter, workload: Workload, round: number,
       ...(workload.headers === undefined ? {} : { headers: workload.headers }),
     };
 
+    // Seeding (e.g. 100 todos), the same requests on every server.
+    for (const spec of workload.setup ?? []) {
+      const what = `setup ${spec.method} ${spec.path}`;
+      const res = await httpCheck(running.url + spec.path, { ...spec, timeoutMs: 10_000 }).catch((error: unknown) => {
+        throw new StageError("check", `${what}: ${message(error)}`);
+      });
+      if (res.status < 200 || res.status > 299) {
+        return { kind: "failed", round, stage: "check", reason: `${what}: status ${res.status} (body: ${clip(res.body)})` };
+      }
+    }
+
     // The first request doubles as the check that this server answers like the others.
     const first = await httpCheck(url, { ...request, timeoutMs: 10_000 }).catch((error: unknown) => {
-      throw new StageError("check", `GET ${path}: ${message(error)}`);
+      throw new StageError("check", `${workload.method} ${path}: ${message(error)}`);
     });
     const wrong = describeMismatch(workload, first);
     if (wrong !== null) return { kind: "failed", round, stage: "check", reason: `${workload.method} ${path}: ${wrong}` };
@@ -140,11 +151,28 @@ class StageError extends Error {
 function describeMismatch(workload: Workload, got: { status: number; contentType: string; body: string }): string | null {
   const want = workload.expect;
   if (got.status !== want.status) return `status ${got.status}, expected ${want.status} (body: ${clip(got.body)})`;
-  if (got.contentType.toLowerCase() !== want.contentType.toLowerCase()) {
+  if (!sameContentType(got.contentType, want.contentType)) {
     return `content-type ${JSON.stringify(got.contentType)}, expected ${JSON.stringify(want.contentType)}`;
   }
   if (got.body !== want.body) return `body ${clip(got.body)}, expected ${clip(want.body)}`;
   return null;
+}
+
+/**
+ * Whether two content types say the same: the same media type (case-insensitive), and the
+ * same charset, where no charset counts as UTF-8 (every body here is UTF-8). So Bun's
+ * `application/json;charset=utf-8` and Hono's `text/plain; charset=UTF-8` match the
+ * `application/json` and `text/plain;charset=UTF-8` of undici's Response.
+ */
+export function sameContentType(a: string, b: string): boolean {
+  const parse = (value: string): [string, string] => {
+    const [type = "", ...params] = value.split(";").map((part) => part.trim().toLowerCase());
+    const charset = params.find((p) => p.startsWith("charset="))?.slice(8).replace(/"/g, "") ?? "utf-8";
+    return [type, charset === "utf8" ? "utf-8" : charset];
+  };
+  const [typeA, charsetA] = parse(a);
+  const [typeB, charsetB] = parse(b);
+  return typeA === typeB && charsetA === charsetB;
 }
 
 function clip(text: string): string {

@@ -3,11 +3,26 @@
  * generator measures, and what the runner records for each (server, workload) pair.
  */
 
-/** One kind of request the bench sends, e.g. `hello` (plain text) or `json`. */
+/** One request, e.g. a seeding `POST /todos` sent before a workload's check. */
+export interface RequestSpec {
+  /** HTTP method, e.g. `"POST"`. */
+  readonly method: string;
+  /** URL path, the same on every server, e.g. `"/todos"`. */
+  readonly path: string;
+  /** Request body, sent as is (UTF-8). */
+  readonly body?: string;
+  /** Extra request headers, e.g. `{ "content-type": "application/json" }`. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** One kind of request the bench sends, e.g. `hello` (plain text) or `echo` (a 64 KiB POST). */
 export interface Workload {
   /** Short name shown in the table, e.g. `"hello"`. */
   readonly name: string;
-  /** Canonical URL path (fezz isolate addressing), e.g. `"/rpc/hello"`; an adapter may map it. */
+  /**
+   * URL path on the servers that route by path (raw node:http, Fastify, the fetch-style peers),
+   * e.g. `"/hello"` or `"/todos/50"`; fezz adapters map it (`/rpc/<id>`).
+   */
   readonly path: string;
   /** HTTP method, e.g. `"GET"`. */
   readonly method: string;
@@ -15,6 +30,21 @@ export interface Workload {
   readonly body?: string;
   /** Extra request headers, e.g. `{ "content-type": "application/json" }`. */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * What the fetch-style servers run: a module in bench/handlers/ (e.g. `"hello.mjs"`) whose
+   * default export answers the workload. fezz serves it as a function named `fezzId`, except
+   * when `fezzExample` names an example function to serve instead.
+   */
+  readonly handler: string;
+  /** The fezz function id the handler module is served as, e.g. `"hello"` (`/rpc/hello`). */
+  readonly fezzId: string;
+  /**
+   * An example under examples/functions/ that fezz serves instead of the handler module, with
+   * its own routes (the workload's `path` is then the same on fezz), e.g. `"todos@1.0.0"`.
+   */
+  readonly fezzExample?: string;
+  /** Requests sent once, in order, on each fresh server before the check (each must answer 2xx). */
+  readonly setup?: readonly RequestSpec[];
   /** What every server must answer, checked once before any load: same status, type and bytes. */
   readonly expect: {
     readonly status: number;

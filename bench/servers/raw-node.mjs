@@ -1,10 +1,14 @@
-// The baseline: plain node:http answering the bench's workloads with the same bytes fezz
-// sends. `/json` gets the JSON body; every other path (including /healthz) gets the text one.
+// The baseline: plain node:http answering every workload with the same bytes as the others,
+// through Node's own req/res API (no web Request/Response). Routes by path:
+//   /json  /echo (POST)  /table  /todos (GET, POST)  /todos/:id (GET); anything else
+//   (including /healthz and /hello) gets the hello text.
 //
 //   node bench/servers/raw-node.mjs --port 3000 [--host 127.0.0.1]
 //   PORT=3000 HOST=127.0.0.1 node bench/servers/raw-node.mjs
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
+import { renderTable } from "../handlers/table.mjs";
+import { createTodo, getTodo, listTodos } from "./native-todos.mjs";
 
 const { values } = parseArgs({
   options: { port: { type: "string" }, host: { type: "string" } },
@@ -16,16 +20,52 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 
-// Built once: the handler only picks one of two prebuilt answers.
+// Built once: hello and json only pick a prebuilt answer.
 const hello = Buffer.from("Hello, world!");
 const json = Buffer.from(JSON.stringify({ message: "Hello, world!" }));
 const helloHeaders = { "content-type": "text/plain;charset=UTF-8", "content-length": hello.length };
 const jsonHeaders = { "content-type": "application/json", "content-length": json.length };
 
+function send(res, [status, text, extra]) {
+  const body = Buffer.from(text);
+  res.writeHead(status, { "content-type": "application/json", "content-length": body.length, ...extra });
+  res.end(body);
+}
+
+function readBody(req, done) {
+  const chunks = [];
+  req.on("data", (chunk) => chunks.push(chunk));
+  req.on("end", () => done(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+}
+
 const server = createServer((req, res) => {
-  if (req.url === "/json") {
+  const url = req.url;
+  if (url === "/json") {
     res.writeHead(200, jsonHeaders);
     res.end(json);
+  } else if (url === "/echo" && req.method === "POST") {
+    readBody(req, (body) => {
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
+      res.end(body);
+    });
+  } else if (url === "/table") {
+    const page = Buffer.from(renderTable());
+    res.writeHead(200, { "content-type": "text/html;charset=utf-8", "content-length": page.length });
+    res.end(page);
+  } else if (url === "/todos") {
+    if (req.method === "POST") {
+      readBody(req, (body) => {
+        let parsed;
+        try {
+          parsed = JSON.parse(body.toString("utf8"));
+        } catch {
+          parsed = undefined;
+        }
+        send(res, createTodo(parsed));
+      });
+    } else send(res, listTodos());
+  } else if (url.startsWith("/todos/") && url.indexOf("/", 7) === -1) {
+    send(res, getTodo(url.slice(7)));
   } else {
     res.writeHead(200, helloHeaders);
     res.end(hello);

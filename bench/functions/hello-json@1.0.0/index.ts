@@ -1,6 +1,0 @@
-// Bench function (isolate runtime): must answer the same bytes as bench/servers/raw-node.mjs.
-export default {
-  fetch(): Response {
-    return Response.json({ message: "Hello, world!" });
-  },
-};

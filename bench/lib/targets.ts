@@ -1,0 +1,108 @@
+/**
+ * The targets of issue 5, checked against one run's results. A target whose figure this run
+ * did not measure (suite or row not run, or failed) shows "-" and no verdict.
+ */
+import type { ColdStartResult } from "./suite-coldstart.js";
+import type { DensityResult } from "./suite-density.js";
+import type { SoakResult } from "./suite-soak.js";
+import type { Row } from "./types.js";
+
+export interface TargetRow {
+  /** e.g. "isolate /hello RPS". */
+  readonly target: string;
+  /** e.g. ">= 0.80x node-http". */
+  readonly goal: string;
+  /** The figure, formatted, or "-" when not measured. */
+  readonly measured: string;
+  /** null: not measured. */
+  readonly met: boolean | null;
+  /** Which table of the report the figure comes from. */
+  readonly where: string;
+}
+
+export interface TargetInputs {
+  readonly baseline: string;
+  readonly throughput: readonly Row[] | null;
+  readonly coldstart: ColdStartResult | null;
+  readonly density: DensityResult | null;
+  readonly soak: readonly SoakResult[] | null;
+}
+
+export function evaluateTargets(inputs: TargetInputs): TargetRow[] {
+  const out: TargetRow[] = [];
+  const row = (server: string, workload: string): Row | undefined =>
+    inputs.throughput?.find((r) => r.server === server && r.workload === workload);
+
+  const rpsRatio = (server: string, workload: string, label: string, min: number): void => {
+    const ratio = row(server, workload)?.ratio ?? null;
+    out.push({
+      target: `${label} /${workload} RPS`,
+      goal: `>= ${min.toFixed(2)}x ${inputs.baseline}`,
+      measured: ratio === null ? "-" : `${ratio.toFixed(2)}x`,
+      met: ratio === null ? null : ratio >= min,
+      where: "throughput",
+    });
+  };
+  const p99Ratio = (server: string, workload: string, label: string, max: number): void => {
+    const mine = row(server, workload)?.picked?.measurement.p99Ms;
+    const base = row(inputs.baseline, workload)?.picked?.measurement.p99Ms;
+    const ratio = mine !== undefined && base !== undefined && base > 0 ? mine / base : null;
+    out.push({
+      target: `${label} /${workload} p99`,
+      goal: `<= ${max}x ${inputs.baseline}'s`,
+      measured: ratio === null ? "-" : `${ratio.toFixed(2)}x (${mine!.toFixed(2)} vs ${base!.toFixed(2)} ms)`,
+      met: ratio === null ? null : ratio <= max,
+      where: "throughput",
+    });
+  };
+  for (const workload of ["hello", "json"]) {
+    rpsRatio("fezz-isolate", workload, "isolate", 0.8);
+    p99Ratio("fezz-isolate", workload, "isolate", 3);
+  }
+  for (const workload of ["hello", "json"]) rpsRatio("fezz-inline", workload, "inline", 0.95);
+  for (const workload of ["hello", "json"]) rpsRatio("fezz-process", workload, "process (Go plugin, ABI)", 0.25);
+
+  const cold = inputs.coldstart?.rows.find((r) => r.runtime === "isolate")?.first ?? null;
+  out.push({
+    target: "cold start p50 (isolate, 1st request)",
+    goal: "<= 10 ms",
+    measured: cold === null ? "-" : `${cold.p50Ms.toFixed(1)} ms`,
+    met: cold === null ? null : cold.p50Ms <= 10,
+    where: "coldstart",
+  });
+  out.push({
+    target: "cold start p99 (isolate, 1st request)",
+    goal: "<= 30 ms",
+    measured: cold === null ? "-" : `${cold.p99Ms.toFixed(1)} ms`,
+    met: cold === null ? null : cold.p99Ms <= 30,
+    where: "coldstart",
+  });
+
+  const perIsolate = inputs.density?.perIsolateMb ?? null;
+  out.push({
+    target: "RSS per additional warm isolate",
+    goal: "<= 12 MB",
+    measured: perIsolate === null ? "-" : `${perIsolate.toFixed(1)} MB`,
+    met: perIsolate === null ? null : perIsolate <= 12,
+    where: "density",
+  });
+  const returned = inputs.density?.returned ?? null;
+  out.push({
+    target: "eviction returns it",
+    goal: ">= 90% of the growth given back",
+    measured: returned === null ? "-" : `${(returned * 100).toFixed(0)}%`,
+    met: returned === null ? null : returned >= 0.9,
+    where: "density",
+  });
+
+  for (const soak of inputs.soak ?? [{ server: "fezz-isolate", workload: "hello", ratio: null } as const]) {
+    out.push({
+      target: `soak RSS 100% / 10% (${soak.server} ${soak.workload})`,
+      goal: "<= 1.10",
+      measured: soak.ratio === null ? "-" : soak.ratio.toFixed(3),
+      met: soak.ratio === null ? null : soak.ratio <= 1.1,
+      where: "soak",
+    });
+  }
+  return out;
+}
