@@ -12,7 +12,7 @@ import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { resolveOptions, type HostOptions, type ResolvedHostOptions } from '../config/options.js';
 import { loadRegistry, type FunctionVersion, type LoadProblem, type Registry, type RegistryOptions } from '../registry/registry.js';
 import { loadFunctionDir } from '../manifest/load.js';
-import { fezzError, FezzError } from '../errors.js';
+import { fezzError } from '../errors.js';
 import { compose, requestId, accessLog, cors, bodyLimit } from './middleware.js';
 import { createRequestHandler, runFunction, type DispatchState } from './dispatch.js';
 import type { Middleware, RequestContext } from './context.js';
@@ -320,4 +320,3 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   return new Host(resolved, logger, logs, registry, stats, abi, admin);
 }
 
-export { FezzError };

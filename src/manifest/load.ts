@@ -5,7 +5,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fezzError, FezzError } from '../errors.js';
+import { fezzError } from '../errors.js';
 import { describeIssues, manifestSchema, type Manifest } from './schema.js';
 
 export const MANIFEST_FILE = 'fezz.json';
@@ -66,4 +66,3 @@ export async function loadFunctionDir(dir: string, displayRoot = process.cwd()):
   return { key, id: manifest.id, version: manifest.version, dir: path.resolve(dir), manifestPath, entryPath, manifest };
 }
 
-export { FezzError };

@@ -118,11 +118,6 @@ export class HostRouter<F> {
     if (fn === undefined) return { kind: 'function-not-found', name };
     return { kind: 'found', fn, handler: null, params: null, path: end === path.length ? '/' : path.slice(end) };
   }
-
-  /** Lines `METHOD path -> owner`, for the start-up log and the admin API. */
-  describe(): string[] {
-    return [...this.#owners].map(([k, owner]) => `${k} -> ${owner}`);
-  }
 }
 
 function noop(): void {}
