@@ -56,6 +56,36 @@ async function runBuild<T>(build: () => Promise<T>): Promise<T> {
 }
 
 /**
+ * The esbuild options every fezz bundle uses (the host's load-time bundle and `fezz build`/
+ * `fezz deploy`): one ES module for Node 20 with its dependencies inlined. `requireName` is
+ * the import the `require` shim for CommonJS dependencies is made with; bundles meant to be
+ * bundled again (deploy packages) use a different one, since esbuild renames a module's
+ * `require` but not an import that would collide with the outer banner's.
+ */
+export function bundleOptions(entryPath: string, requireName = '__fezzCreateRequire'): esbuild.BuildOptions & { write: false; metafile: true } {
+  return {
+    entryPoints: [entryPath],
+    bundle: true,
+    write: false,
+    metafile: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'silent',
+    absWorkingDir: path.dirname(entryPath),
+    banner: { js: `import { createRequire as ${requireName} } from 'node:module'; const require = ${requireName}(import.meta.url);` },
+  };
+}
+
+/** esbuild's errors as `file:line:col: text`, joined. */
+export function describeBuildErrors(err: unknown): string {
+  const errors = (err as { errors?: esbuild.Message[] }).errors ?? [];
+  return errors.length
+    ? errors.map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : '') + m.text).join('; ')
+    : String((err as Error).message ?? err);
+}
+
+/**
  * Bundle `entryPath` (absolute) into `cacheDir`.
  * @param label names the function in errors, e.g. `functions/todos@1.0.0/fezz.json`.
  * @throws FezzError FEZZ_ERR_BUILD_FAILED with esbuild's messages (file:line: text).
@@ -69,24 +99,9 @@ export async function bundleEntry(entryPath: string, cacheDir: string, label: st
   }
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
-    result = await runBuild(() => esbuild.build({
-      entryPoints: [entryPath],
-      bundle: true,
-      write: false,
-      metafile: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      logLevel: 'silent',
-      absWorkingDir: path.dirname(entryPath),
-      // CommonJS dependencies call require(); give the ES module bundle a real one.
-      banner: { js: "import { createRequire as __fezzCreateRequire } from 'node:module'; const require = __fezzCreateRequire(import.meta.url);" },
-    }));
+    result = await runBuild(() => esbuild.build(bundleOptions(entryPath)));
   } catch (err) {
-    const errors = (err as { errors?: esbuild.Message[] }).errors ?? [];
-    const text = errors.length
-      ? errors.map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : '') + m.text).join('; ')
-      : String((err as Error).message ?? err);
+    const text = describeBuildErrors(err);
     throw fezzError('FEZZ_ERR_BUILD_FAILED', [label, path.basename(entryPath), text], err);
   }
   const code = result.outputFiles[0]!.contents;

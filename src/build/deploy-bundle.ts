@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import * as esbuild from 'esbuild';
 import { fezzError } from '../errors.js';
 import { MANIFEST_FILE } from '../manifest/load.js';
+import { bundleOptions, describeBuildErrors } from './bundle.js';
 import { manifestSchema, type Manifest, type RuntimeKind } from '../manifest/schema.js';
 
 /** The largest deploy request body the admin API takes (it answers 413 past it). */
@@ -117,24 +118,9 @@ export async function bundleFunction(source: FunctionSource): Promise<BuiltBundl
   const started = performance.now();
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
-    result = await esbuild.build({
-      entryPoints: [source.entryPath],
-      bundle: true,
-      write: false,
-      metafile: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      logLevel: 'silent',
-      absWorkingDir: path.dirname(source.entryPath),
-      // Same shim as ./bundle.ts, under another import name: the host bundles a deployed
-      // `.mjs` entry again and prepends its own banner, and esbuild renames this module's
-      // `require` but not an import that would collide with the banner's.
-      banner: { js: "import { createRequire as __fezzDeployCreateRequire } from 'node:module'; const require = __fezzDeployCreateRequire(import.meta.url);" },
-    });
+    result = await esbuild.build(bundleOptions(source.entryPath, '__fezzDeployCreateRequire'));
   } catch (err) {
-    const errors = (err as { errors?: esbuild.Message[] }).errors ?? [];
-    const text = errors.length ? errors.map(formatMessage).join('; ') : String((err as Error).message ?? err);
+    const text = describeBuildErrors(err);
     throw fezzError('FEZZ_ERR_BUILD_FAILED', [source.shown, path.relative(source.dir, source.entryPath), text], err);
   }
   return {
