@@ -198,6 +198,12 @@ export class Host {
       try {
         const v = probe.versions.get(fn.key);
         if (v === undefined) throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, probe.problems.map((p) => p.message).join('; ') || 'it does not load']);
+        try {
+          // Its routes must not collide with another function's (checked before anything moves).
+          this.#state.registry.router.check(fn.manifest.routes, fn.key, fn.id);
+        } catch (err) {
+          throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, (err as Error).message], err);
+        }
         const failed = await v.runtime.ready();
         if (failed !== null) throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, `it does not start: ${failed}`]);
       } finally {

@@ -75,10 +75,13 @@ export class HostRouter<F> {
     }
   }
 
-  /** Would `add` accept these routes? Throws the same errors, adds nothing. */
-  check(routes: ReadonlyArray<{ method: string; path: string }>, owner: string): void {
+  /**
+   * Would `add` accept these routes? Throws the same errors, adds nothing. Routes owned by
+   * versions of `replacingId` are left out (a new version of a function replaces its routes).
+   */
+  check(routes: ReadonlyArray<{ method: string; path: string }>, owner: string, replacingId?: string): void {
     const probe = new HostRouter<F>(this.#resolveRpc);
-    for (const [k, v] of this.#owners) probe.#owners.set(k, v);
+    for (const [k, v] of this.#owners) if (replacingId === undefined || !v.startsWith(`${replacingId}@`)) probe.#owners.set(k, v);
     for (const r of routes) probe.add(r.method, r.path, { fn: undefined as F, handler: null }, owner);
   }
 

@@ -119,6 +119,20 @@ describe('deploy through the admin API under load', () => {
     }
   });
 
+  it('a deploy whose routes collide with another function is refused before it replaces anything', async () => {
+    const other = JSON.stringify({ id: 'other', version: '1.0.0', entry: 'index.js', routes: [{ method: 'GET', path: '/live' }] });
+    const res = await fetch(`${t.host.adminUrl}/admin/deploy`, {
+      method: 'POST', headers: { authorization: `Bearer ${t.host.token}` },
+      body: JSON.stringify({ files: { 'fezz.json': Buffer.from(other).toString('base64'), 'index.js': Buffer.from(source('other')).toString('base64') } }),
+    });
+    assert.equal(res.status, 422);
+    const err = await res.json() as { code: string; message: string };
+    assert.equal(err.code, 'FEZZ_ERR_DEPLOY_REJECTED');
+    assert.match(err.message, /GET \/live of other@1\.0\.0 is already claimed by live@/);
+    assert.equal((await get(`${t.url}/rpc/other`)).status, 404);
+    assert.equal((await get(`${t.url}/live`)).status, 200);
+  });
+
   it('delete stops routing to a version', async () => {
     const res = await fetch(`${t.host.adminUrl}/admin/functions/live/1.0.0`, { method: 'DELETE', headers: { authorization: `Bearer ${t.host.token}` } });
     assert.equal(res.status, 200);
