@@ -26,6 +26,7 @@ describe('faults in an isolate', () => {
     ['/bad-header', 500, 'FEZZ_ERR_HANDLER_BAD_RESPONSE'],
     ['/exit', 500, 'FEZZ_ERR_INSTANCE_CRASHED'],
     ['/oom', 500, 'FEZZ_ERR_INSTANCE_OUT_OF_MEMORY'],
+    ['/buffers', 500, 'FEZZ_ERR_INSTANCE_OUT_OF_MEMORY'],
     ['/slow', 504, 'FEZZ_ERR_HANDLER_TIMEOUT'],
     ['/loop', 504, 'FEZZ_ERR_HANDLER_TIMEOUT'],
   ];

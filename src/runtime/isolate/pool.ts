@@ -19,7 +19,7 @@ import { errorResponse, errorResponseWithMessage } from '../../wire/error-respon
 import type { WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
-import { FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
 
 
 /** What a pool needs to know about its function. */
@@ -63,7 +63,7 @@ class Instance {
   killTimer: NodeJS.Timeout | null = null;
   lastError: (Error & { code?: string }) | null = null;
   /** Why the pool stopped this instance on purpose, if it did. */
-  stopReason: 'unresponsive' | 'evicted' | 'closed' | 'load-error' | null = null;
+  stopReason: 'unresponsive' | 'evicted' | 'closed' | 'load-error' | 'out-of-memory' | null = null;
   onDrained: (() => void) | null = null;
   /** Request messages waiting for this turn's postMessage (see protocol.ts "Batching"). */
   outbox: RequestMessage[] = [];
@@ -131,6 +131,7 @@ export class IsolatePool implements FunctionRuntime {
       env: options.env,
       handlerNames: options.handlerNames,
       requireFetch: true,
+      memoryMb: options.limits.memoryMb,
     };
   }
 
@@ -237,7 +238,18 @@ export class IsolatePool implements FunctionRuntime {
         const message = m[3] as string;
         this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, code, err: { message, stack: m[4] } }, 'handler failed');
         const shown = this.#o.dev ? `Function ${this.#o.fnKey} failed: ${(m[4] as string) || message}` : `Function ${this.#o.fnKey} failed`;
-        if (code === 'FEZZ_ERR_HANDLER_BAD_RESPONSE') {
+        if (code === 'FEZZ_ERR_INSTANCE_OUT_OF_MEMORY') {
+          // The worker is exiting (ArrayBuffer memory over the limit): take it out of rotation
+          // now, so nothing new is sent to it, fail what it still had, and replace it.
+          const oom = () => errorResponse('FEZZ_ERR_INSTANCE_OUT_OF_MEMORY', [this.#o.fnKey, this.#o.limits.memoryMb]);
+          task.resolve(oom());
+          this.#stats.crashes++;
+          this.#lastError = message;
+          this.#stop(inst, 'out-of-memory');
+          this.#failAll(inst, oom);
+          this.#refill();
+          return;
+        } else if (code === 'FEZZ_ERR_HANDLER_BAD_RESPONSE') {
           task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, message]));
         } else {
           task.resolve(errorResponseWithMessage(500, 'FEZZ_ERR_HANDLER_THREW', shown));
@@ -412,7 +424,7 @@ export class IsolatePool implements FunctionRuntime {
     if (expected) return;
     this.#stats.crashes++;
     const err = inst.lastError;
-    const oom = err?.code === 'ERR_WORKER_OUT_OF_MEMORY';
+    const oom = err?.code === 'ERR_WORKER_OUT_OF_MEMORY' || code === EXIT_EXTERNAL_OUT_OF_MEMORY;
     const why = oom ? `out of memory (limit ${this.#o.limits.memoryMb} MB)` : err ? `${err.name}: ${err.message}` : `exited with code ${code}`;
     this.#lastError = why;
     this.#o.logger.error({ fn: this.#o.fnKey, instance: inst.seq, exitCode: code, err: err ?? undefined, inflight: inst.pending.size }, `instance stopped: ${why}`);

@@ -45,8 +45,16 @@ export enum FromWorker {
  * Drained, Ready, LoadError) flush the queue first, so ordering is kept.
  */
 
+/**
+ * Exit code of a worker that stopped itself because its ArrayBuffer/Buffer memory (outside
+ * the V8 heap, so outside `resourceLimits`) passed `limits.memoryMb`.
+ */
+export const EXIT_EXTERNAL_OUT_OF_MEMORY = 87;
+
 /** What a worker gets in its Load message: the function to load. */
 export interface WorkerLoadData {
+  /** `limits.memoryMb`: also the cap on ArrayBuffer/Buffer memory, checked by the worker. */
+  memoryMb: number;
   /** `id@version`, for messages. */
   fnKey: string;
   /** file:// URL of the bundled module. */

@@ -5,10 +5,11 @@
 import { parentPort } from 'node:worker_threads';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
+import { getHeapStatistics } from 'node:v8';
 import { FastRequest, abortRequest } from '../handler/fast-request.js';
 import { installFastResponse, readResponse, describe, type ResponseParts } from '../handler/fast-response.js';
 import { resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
-import { FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
 import type { WireRequest } from '../../wire/types.js';
 
 const port = parentPort!;
@@ -100,9 +101,29 @@ function onMessage(msg: unknown[]): void {
   }
 }
 
+/*
+ * resourceLimits caps the V8 heap only: ArrayBuffers and Buffers live outside it, and a
+ * function hoarding them could grow the whole process until the kernel kills the host. So
+ * the worker checks its own external memory (0.4 µs) before each response and every 250 ms,
+ * and past `limits.memoryMb` fails that request and exits; the host replaces it.
+ */
+let externalLimitBytes = Infinity;
+
+function overExternalLimit(): boolean {
+  return getHeapStatistics().external_memory > externalLimitBytes;
+}
+
+function exitOutOfMemory(): never {
+  flush();
+  process.exit(EXIT_EXTERNAL_OUT_OF_MEMORY);
+}
+
+setInterval(() => { if (overExternalLimit()) exitOutOfMemory(); }, 250).unref();
+
 /** Import the function (the worker may have been started blank, ahead of time). */
 async function load(d: WorkerLoadData): Promise<void> {
   data = d;
+  externalLimitBytes = d.memoryMb * 1024 * 1024;
   env = Object.freeze({ ...d.env });
   // The function sees its manifest env as process.env too, never the host's.
   for (const k of Object.keys(process.env)) delete process.env[k];
@@ -159,6 +180,10 @@ function finish(id: number, value: unknown): void {
 
 function send(id: number, p: ResponseParts): void {
   if (!inflight.delete(id)) return; // already timed out and forgotten by the host
+  if (overExternalLimit()) {
+    emit([FromWorker.Error, id, 'FEZZ_ERR_INSTANCE_OUT_OF_MEMORY', `ArrayBuffer memory over ${data.memoryMb} MB`, '']);
+    exitOutOfMemory();
+  }
   let body = p.body;
   if (body instanceof Uint8Array) {
     // Structured clone copies a view's whole backing buffer: trim views first. Bytes read
