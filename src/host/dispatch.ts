@@ -11,7 +11,8 @@ import type { Registry } from '../registry/registry.js';
 import type { RouteMatch } from '../router/router.js';
 import type { FunctionVersion } from '../registry/registry.js';
 import { RequestContext } from './context.js';
-import { readBody, hasBody } from './body.js';
+import { hasBody } from './body.js';
+import { readContextBody } from './middleware.js';
 import { newRequestId } from './request-id.js';
 
 /** State the request path reads: swapped as a whole on reload. */
@@ -42,13 +43,7 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
         // No bodyLimit middleware in the chain: still enforce the function's limit.
         if (!hasBody(c.req)) c.body = null;
         else {
-          return readBody(c.req, m.fn.fn.manifest.limits.maxBodyBytes).then((b) => {
-            c.body = b;
-            return runFunction(state, c);
-          }, () => {
-            c.response = errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [m.fn.fn.manifest.limits.maxBodyBytes]);
-            c.closeConnection = true;
-          });
+          return readContextBody(c, m.fn.fn.manifest.limits.maxBodyBytes).then((ok) => (ok ? runFunction(state, c) : undefined));
         }
       }
       const wire = { method: c.method, url: 'http://' + hostOf(c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };

@@ -98,10 +98,19 @@ export function bodyLimit(defaultLimit: number): Middleware {
   return function bodyLimitMiddleware(c, next) {
     if (!hasBody(c.req)) { c.body = null; return next(); }
     const limit = c.match.kind === 'found' ? c.match.fn.fn.manifest.limits.maxBodyBytes : defaultLimit;
-    return readBody(c.req, limit).then((body) => { c.body = body; return next(); }, (err: unknown) => {
-      const e = err instanceof FezzError ? err : fezzError('FEZZ_ERR_BAD_REQUEST', [String(err)]);
-      c.response = e.code === 'FEZZ_ERR_BODY_TOO_LARGE' ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit]) : errorResponse('FEZZ_ERR_BAD_REQUEST', [e.message]);
-      c.closeConnection = true;
-    });
+    return readContextBody(c, limit).then((ok) => (ok ? next() : undefined));
   };
+}
+
+/**
+ * Read the body into `c.body` within `limit` bytes. On failure set the 413 (or 400) response,
+ * mark the connection to close, and resolve `false`.
+ */
+export function readContextBody(c: RequestContext, limit: number): Promise<boolean> {
+  return readBody(c.req, limit).then((body) => { c.body = body; return true; }, (err: unknown) => {
+    const e = err instanceof FezzError ? err : fezzError('FEZZ_ERR_BAD_REQUEST', [String(err)]);
+    c.response = e.code === 'FEZZ_ERR_BODY_TOO_LARGE' ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit]) : errorResponse('FEZZ_ERR_BAD_REQUEST', [e.message]);
+    c.closeConnection = true;
+    return false;
+  });
 }
