@@ -26,45 +26,11 @@ export class CliError extends Error {
 
 // ---- the wire types of the admin API ----
 
-export interface FunctionRoute {
-  method: string;
-  path: string;
-  handler: string | null;
-}
-
-export interface FunctionStats {
-  instances: number;
-  inflight: number;
-  queued: number;
-  coldStarts: number;
-  evictions: number;
-  crashes: number;
-  timeouts: number;
-  lastError: string | null;
-  requests: number;
-  errors: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
-}
-
-export interface FunctionInfo {
-  /** `id@version` */
-  key: string;
-  id: string;
-  version: string;
-  runtime: string;
-  latest: boolean;
-  state: 'warm' | 'cold' | 'failed' | (string & {});
-  routes: FunctionRoute[];
-  stats: FunctionStats;
-}
-
-export interface Problem {
-  /** The manifest (or directory) at fault, relative to the functions directory's parent. */
-  file: string;
-  code: string;
-  message: string;
-}
+// The host's own types: the admin API sends exactly these (type-only imports, nothing loads).
+export type { FunctionInfo } from '../host/host.js';
+export type { LoadProblem as Problem } from '../registry/registry.js';
+import type { FunctionInfo } from '../host/host.js';
+import type { LoadProblem as Problem } from '../registry/registry.js';
 
 export interface FunctionsList {
   functions: FunctionInfo[];
