@@ -128,6 +128,12 @@ var client = &http.Client{
 }
 
 func call(method, endpoint string, id int64, body []byte) ([]byte, error) {
+	return callPath(method, endpoint, "?request_id="+strconv.FormatInt(id, 10), body)
+}
+
+// callPath sends body to /admin/<endpoint><query> and returns the 2xx answer's body, or a
+// *HostError for any other status.
+func callPath(method, endpoint, query string, body []byte) ([]byte, error) {
 	host := strings.TrimRight(os.Getenv("FEZZ_HOST"), "/")
 	if host == "" {
 		return nil, errors.New("fezz: FEZZ_HOST is not set")
@@ -136,7 +142,7 @@ func call(method, endpoint string, id int64, body []byte) ([]byte, error) {
 	if !ok {
 		return nil, errors.New("fezz: FEZZ_TOKEN is not set")
 	}
-	url := host + "/admin/" + endpoint + "?request_id=" + strconv.FormatInt(id, 10)
+	url := host + "/admin/" + endpoint + query
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -198,13 +204,18 @@ func FetchRequest(id int64) (*Request, error) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("fezz: get-request-info: bad JSON from the host: %w", err)
 	}
-	r := &Request{Method: w.Method, URL: w.URL, Path: w.Path, Query: w.Query, Header: map[string]string{}}
+	return w.toRequest("get-request-info")
+}
+
+func (w *wireRequest) toRequest(endpoint string) (*Request, error) {
+	var err error
+	r := &Request{Method: w.Method, URL: w.URL, Path: w.Path, Query: w.Query, Header: make(map[string]string, len(w.Headers))}
 	for k, v := range w.Headers {
 		r.Header[strings.ToLower(k)] = v
 	}
 	if w.BodyEncoding == "base64" {
 		if r.Body, err = base64.StdEncoding.DecodeString(w.Body); err != nil {
-			return nil, fmt.Errorf("fezz: get-request-info: bad base64 body: %w", err)
+			return nil, fmt.Errorf("fezz: %s: bad base64 body: %w", endpoint, err)
 		}
 	} else {
 		r.Body = []byte(w.Body)
@@ -213,7 +224,7 @@ func FetchRequest(id int64) (*Request, error) {
 		if r.DeadlineMs, err = w.DeadlineMs.Int64(); err != nil {
 			f, ferr := w.DeadlineMs.Float64()
 			if ferr != nil {
-				return nil, fmt.Errorf("fezz: get-request-info: bad deadlineMs %q", w.DeadlineMs)
+				return nil, fmt.Errorf("fezz: %s: bad deadlineMs %q", endpoint, w.DeadlineMs)
 			}
 			r.DeadlineMs = int64(f)
 		}
@@ -224,6 +235,15 @@ func FetchRequest(id int64) (*Request, error) {
 // PushResponse answers request id (POST /admin/push-response-info). The body goes as UTF-8
 // text when it is valid UTF-8, else as base64. A second push fails with a 409 HostError.
 func PushResponse(id int64, resp *Response) error {
+	data, err := json.Marshal(toWireResponse(resp))
+	if err != nil {
+		return fmt.Errorf("fezz: push-response-info: %w", err)
+	}
+	_, err = call(http.MethodPost, "push-response-info", id, data)
+	return err
+}
+
+func toWireResponse(resp *Response) wireResponse {
 	w := wireResponse{Status: resp.Status, Headers: resp.Header, BodyEncoding: "utf8"}
 	if w.Status == 0 {
 		w.Status = http.StatusOK
@@ -236,12 +256,7 @@ func PushResponse(id int64, resp *Response) error {
 	} else {
 		w.Body, w.BodyEncoding = base64.StdEncoding.EncodeToString(resp.Body), "base64"
 	}
-	data, err := json.Marshal(w)
-	if err != nil {
-		return fmt.Errorf("fezz: push-response-info: %w", err)
-	}
-	_, err = call(http.MethodPost, "push-response-info", id, data)
-	return err
+	return w
 }
 
 // PushError fails request id with message (POST /admin/push-error-info): the client gets 500.

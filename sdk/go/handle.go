@@ -8,8 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 )
 
 // Handler serves one request. Returning an error (or panicking) fails the request: the SDK
@@ -78,18 +76,16 @@ func logFailure(id int64, err error) {
 }
 
 // Serve runs a process-mode plugin: it reads decimal request ids, one per line, from
-// stdin and handles each on its own goroutine. On EOF it waits until the in-flight
-// handlers finish (or until all of their deadlines have passed) and returns nil.
+// stdin and runs each on its own goroutine. Ids that arrive together are fetched in one
+// call and their responses pushed in one call (the batch endpoints, docs/abi.md
+// "Batches"); against a host without them it makes one call per step. On EOF it waits
+// until the in-flight handlers finish (or until all of their deadlines have passed) and
+// returns nil.
 func Serve(h Handler) error { return ServeReader(os.Stdin, h) }
 
 // ServeReader is Serve reading ids from r.
 func ServeReader(r io.Reader, h Handler) error {
-	var (
-		mu          sync.Mutex
-		inflight    int
-		unfetched   int
-		maxDeadline int64
-	)
+	s := newServer(h)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -101,38 +97,9 @@ func ServeReader(r io.Reader, h Handler) error {
 			fmt.Fprintf(os.Stderr, "fezz: ignoring a stdin line that is not a request id: %q\n", line)
 			continue
 		}
-		mu.Lock()
-		inflight++
-		unfetched++
-		mu.Unlock()
-		go func(id int64) {
-			defer func() {
-				mu.Lock()
-				inflight--
-				mu.Unlock()
-			}()
-			err := handle(id, h, func(dl int64) {
-				mu.Lock()
-				unfetched--
-				if dl > maxDeadline {
-					maxDeadline = dl
-				}
-				mu.Unlock()
-			})
-			if err != nil {
-				logFailure(id, err)
-			}
-		}(id)
+		s.add(id)
 	}
-	for {
-		mu.Lock()
-		done := inflight == 0 || (unfetched == 0 && time.Now().UnixMilli() >= maxDeadline)
-		mu.Unlock()
-		if done {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.drain()
 	return sc.Err()
 }
 

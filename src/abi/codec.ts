@@ -3,7 +3,7 @@
  */
 import { fezzError } from '../errors.js';
 import type { WireRequest, WireResponse } from '../wire/types.js';
-import { responseInfoSchema, type RequestInfo } from './schema.js';
+import { responseInfoSchema, type RequestInfo, type ResponseInfo } from './schema.js';
 import { describeIssues } from '../manifest/schema.js';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -52,9 +52,21 @@ export function fromResponseInfo(text: string): WireResponse {
   } catch (err) {
     throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['push-response-info', `not valid JSON (${(err as Error).message})`]);
   }
+  return fromResponseInfoValue(raw, 'push-response-info');
+}
+
+/**
+ * Validate an already-parsed ResponseInfo value (`endpoint` names it in errors) into a wire
+ * response. @throws FezzError FEZZ_ERR_ABI_BAD_BODY
+ */
+export function fromResponseInfoValue(raw: unknown, endpoint: string): WireResponse {
   const parsed = responseInfoSchema.safeParse(raw);
-  if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['push-response-info', describeIssues(parsed.error)]);
-  const info = parsed.data;
+  if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]);
+  return toWireResponse(parsed.data, endpoint);
+}
+
+/** A validated ResponseInfo as a wire response. @throws FezzError FEZZ_ERR_ABI_BAD_BODY (bad base64) */
+export function toWireResponse(info: ResponseInfo, endpoint: string): WireResponse {
   const headers: string[] = [];
   for (const name in info.headers) {
     const v = info.headers[name]!;
@@ -65,7 +77,7 @@ export function fromResponseInfo(text: string): WireResponse {
   if (info.body !== '') {
     if (info.bodyEncoding === 'base64') {
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(info.body.replace(/\s+/g, ''))) {
-        throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['push-response-info', 'field "body": not valid base64']);
+        throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, 'field "body": not valid base64']);
       }
       body = Buffer.from(info.body, 'base64');
     } else {

@@ -42,6 +42,64 @@ export const errorInfoSchema = z.strictObject({
   message: z.string(),
 }).meta({ title: 'ErrorInfo' });
 
+/** Most ids one batch call may carry. */
+export const MAX_BATCH = 256;
+
+/** A request id in a JSON body: a decimal string, because 63-bit ids do not fit a double. */
+const idString = z.string().regex(/^[0-9]{1,19}$/, 'must be a decimal request id string, e.g. "4242"');
+
+/**
+ * `POST /admin/get-request-info/batch` takes this: up to 256 ids, as decimal strings. An id
+ * that is not one fails only its own element (400), like an unknown id (404).
+ */
+export const batchFetchSchema = z.strictObject({
+  ids: z.array(z.string().describe('a decimal request id, e.g. "4242"')).min(1).max(MAX_BATCH),
+}).meta({ title: 'BatchFetch' });
+
+/** One element of `BatchPush.responses`: a `response` (as push-response-info) or an `error` (as push-error-info). */
+export const batchPushItemSchema = z.union([
+  z.strictObject({ id: idString, response: responseInfoSchema }),
+  z.strictObject({ id: idString, error: errorInfoSchema }),
+]).meta({ title: 'BatchPushItem' });
+
+/** `POST /admin/push-response-info/batch` takes this: up to 256 answers. */
+export const batchPushSchema = z.strictObject({
+  responses: z.array(batchPushItemSchema).min(1).max(MAX_BATCH),
+}).meta({ title: 'BatchPush' });
+
+/**
+ * What the host checks a batch push against first: the envelope only. Each element is then
+ * checked on its own (batchPushItemSchema), so one bad answer spoils only itself.
+ */
+export const batchPushEnvelopeSchema = z.strictObject({
+  responses: z.array(z.unknown()).min(1).max(MAX_BATCH),
+});
+
+/** The error fields of a failed batch element, as in the host's error bodies. */
+const itemError = {
+  id: z.string(),
+  error: z.string(),
+  code: z.string(),
+  message: z.string(),
+  statusCode: z.number().int(),
+};
+
+/** `get-request-info/batch` answers `{ "requests": [...] }`, one element per id, in order. */
+export const batchFetchAnswerSchema = z.strictObject({
+  requests: z.array(z.union([
+    requestInfoSchema.extend({ id: z.string() }),
+    z.strictObject(itemError),
+  ])),
+}).meta({ title: 'BatchFetchAnswer' });
+
+/** `push-response-info/batch` answers `{ "results": [...] }`, one element per answer, in order. */
+export const batchPushAnswerSchema = z.strictObject({
+  results: z.array(z.union([
+    z.strictObject({ id: z.string(), ok: z.literal(true) }),
+    z.strictObject({ ok: z.literal(false), ...itemError, id: z.string().nullable() }),
+  ])),
+}).meta({ title: 'BatchPushAnswer' });
+
 export type RequestInfo = z.output<typeof requestInfoSchema>;
 export type ResponseInfo = z.output<typeof responseInfoSchema>;
 
@@ -56,6 +114,11 @@ export function abiJsonSchema(): Record<string, unknown> {
       RequestInfo: strip(z.toJSONSchema(requestInfoSchema, opts)),
       ResponseInfo: strip(z.toJSONSchema(responseInfoSchema, opts)),
       ErrorInfo: strip(z.toJSONSchema(errorInfoSchema, opts)),
+      BatchFetch: strip(z.toJSONSchema(batchFetchSchema, opts)),
+      BatchFetchAnswer: strip(z.toJSONSchema(batchFetchAnswerSchema, opts)),
+      BatchPush: strip(z.toJSONSchema(batchPushSchema, opts)),
+      BatchPushItem: strip(z.toJSONSchema(batchPushItemSchema, opts)),
+      BatchPushAnswer: strip(z.toJSONSchema(batchPushAnswerSchema, opts)),
     },
   };
 }

@@ -177,6 +177,89 @@ describe('the ABI endpoints', () => {
     assert.equal((await admin('/admin/nope')).status, 404);
   });
 
+  /** Send `n` requests to misbehave-py/fail (fetched, never answered); resolves with their ids and pending responses. */
+  async function parked(n: number) {
+    const before = t.logs.length;
+    const responses = Array.from({ length: n }, (_, i) => get(`${t.url}/rpc/misbehave-py/fail?n=${i}`));
+    const ids: string[] = [];
+    for (let i = 0; i < 100 && ids.length < n; i++) {
+      await sleep(20);
+      ids.length = 0;
+      for (const l of t.logs.slice(before)) {
+        const m = /failing request (\d+) without an answer/.exec(String(l.msg));
+        if (m) ids.push(m[1]!);
+      }
+    }
+    assert.equal(ids.length, n, 'the plugin fetched every request');
+    return { ids, responses };
+  }
+  const post = (p: string, body: unknown) => admin(p, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+
+  it('batch fetch: one element per id, in order, errors in place', async () => {
+    const { ids, responses } = await parked(2);
+    const res = await post('/admin/get-request-info/batch', { ids: [ids[1], '12345', '007x', ids[0]] });
+    assert.equal(res.status, 200, res.text);
+    const { requests } = JSON.parse(res.text);
+    assert.equal(requests.length, 4);
+    assert.equal(requests[0].id, ids[1]);
+    assert.equal(requests[0].method, 'GET');
+    assert.match(requests[0].url, /^\/fail\?n=[01]$/);
+    assert.equal(typeof requests[0].deadlineMs, 'number');
+    assert.deepEqual([requests[1].statusCode, requests[1].code, requests[1].id], [404, 'FEZZ_ERR_ABI_UNKNOWN_ID', '12345']);
+    assert.deepEqual([requests[2].statusCode, requests[2].code], [400, 'FEZZ_ERR_ABI_BAD_ID']);
+    assert.equal(requests[3].id, ids[0]);
+    // Answer both through the single endpoint: the batch fetch changed nothing else.
+    for (const id of ids) assert.equal((await post(`/admin/push-response-info?request_id=${id}`, { body: 'single' })).status, 200);
+    for (const r of await Promise.all(responses)) assert.equal(r.text, 'single');
+  });
+
+  it('batch push: responses and errors in one call; a bad element fails only its own request', async () => {
+    const { ids, responses } = await parked(4);
+    const res = await post('/admin/push-response-info/batch', {
+      responses: [
+        { id: ids[0], response: { status: 201, headers: { 'x-via': 'batch', 'set-cookie': ['a=1', 'b=2'] }, body: 'aGk=', bodyEncoding: 'base64' } },
+        { id: ids[1], error: { message: 'db down' } },
+        { id: ids[2], response: { status: 99 } },
+        { id: ids[0], response: { body: 'again' } },
+        { id: '5', response: {} },
+        { nope: 1 },
+        { id: ids[3], response: { body: 'ok' }, extra: true },
+      ],
+    });
+    assert.equal(res.status, 200, res.text);
+    const { results } = JSON.parse(res.text);
+    assert.deepEqual(results.map((r: { ok: boolean; statusCode?: number }) => r.ok || r.statusCode), [true, true, 400, 409, 404, 400, 400]);
+    assert.equal(results[5].id, null);
+    assert.equal(results[2].code, 'FEZZ_ERR_ABI_BAD_BODY');
+    assert.match(results[2].message, /status/);
+    const [a, b, c, d] = await Promise.all(responses);
+    assert.equal(a!.status, 201);
+    assert.equal(a!.text, 'hi');
+    assert.equal(a!.headers.get('x-via'), 'batch');
+    assert.equal(a!.headers.get('set-cookie'), 'a=1, b=2');
+    assert.equal(b!.status, 500);
+    assert.ok(t.logs.some((l) => l.pluginError === 'db down'));
+    assert.equal(c!.status, 502, 'a malformed answer is a 502 at once, not a 504 later');
+    assert.equal(d!.status, 502);
+  });
+
+  it('batch calls with a bad envelope: 400, and nothing is answered', async () => {
+    const { ids, responses } = await parked(1);
+    const cases: unknown[] = ['{not json', {}, { ids: [] }, { ids: Array.from({ length: 257 }, () => ids[0]) }, { ids: [Number(ids[0])] }];
+    for (const body of cases) {
+      const res = await post('/admin/get-request-info/batch', body);
+      assert.equal(res.status, 400, JSON.stringify(body).slice(0, 80));
+      assert.equal(JSON.parse(res.text).code, 'FEZZ_ERR_ABI_BAD_BODY');
+    }
+    for (const body of ['{not json', { responses: [] }, { responses: { [ids[0]!]: {} } }, [{ id: ids[0], response: {} }]]) {
+      const res = await post('/admin/push-response-info/batch', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+    }
+    assert.equal((await admin('/admin/get-request-info/batch')).status, 405, 'GET on a batch endpoint');
+    assert.equal((await post('/admin/push-response-info/batch', { responses: [{ id: ids[0], response: { body: 'late' } }] })).status, 200);
+    assert.equal((await responses[0])!.text, 'late', 'still pending after the bad calls');
+  });
+
   it('ids are random 63-bit decimals, not sequential', async () => {
     const ids = await Promise.all(Array.from({ length: 20 }, async () => (await get(`${t.url}/rpc/misbehave-c/ok`)).headers.get('x-request-id')!));
     const big = ids.map((x) => BigInt(x));
