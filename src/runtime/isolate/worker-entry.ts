@@ -64,11 +64,13 @@ function direct(msg: unknown[]): void {
 
 port.on('message', onMessage);
 
-// Warm the ES module loader while this worker waits as a spare: the first dynamic import in
-// a thread sets the loader up, and that should not be paid by the function's cold start.
-// Every bundle starts by importing node:module (the require shim), so warm that too, and run
-// the request/response code once so its first real use is not its first compilation.
-const LOADER_WARMUP = "data:text/javascript,import 'node:module'; export default 0";
+// Warm the ES module loader while this worker waits as a spare: the first dynamic import of a
+// file in a thread sets up the loader and its file-reading path, and that should not be paid
+// by the function's cold start (importing a real file rather than a data: URL took the
+// function's import from ~2.5 to ~1.8 ms). Every bundle starts by importing node:module
+// (the require shim), and so does the warm-up module. Then run the request/response code
+// once so its first real use is not its first compilation.
+const LOADER_WARMUP = new URL(import.meta.url.endsWith('.ts') ? './loader-warmup.ts' : './loader-warmup.js', import.meta.url).href;
 void import(LOADER_WARMUP).catch(() => undefined);
 try {
   void readResponse(new Response('warm-up', { headers: { 'content-type': 'text/plain' } }));
