@@ -13,6 +13,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { ensureSpare, startWorker, takeSpare } from './spares.js';
+import { trimAfterExit } from './memory-trim.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errorResponse, errorResponseWithMessage } from '../../wire/error-response.js';
@@ -416,6 +417,7 @@ export class IsolatePool implements FunctionRuntime {
     const wasStarting = inst.state === State.Starting;
     const expected = inst.stopReason !== null;
     inst.state = State.Dead;
+    trimAfterExit();
     this.#remove(inst);
     this.#stopping.delete(inst);
     if (inst.timer !== null) { clearTimeout(inst.timer); inst.timer = null; }
