@@ -20,7 +20,7 @@ export interface DispatchState {
   registry: Registry;
   /** False once shutdown began: /healthz says 503 and new requests get 503. */
   accepting: boolean;
-  /** Requests between arrival and the end of their response. */
+  /** Requests between arrival and their response being handed to the socket. */
   active: number;
 }
 
@@ -111,31 +111,38 @@ export function createRequestHandler(state: DispatchState, chain: (c: RequestCon
       match = BAD_URL;
     }
     const c = new RequestContext(req, res, method, path, search, match, state.registry, start);
+    c.requestId = newRequestId();
+    // Counted until the response is handed to the socket (respond); the drain on shutdown
+    // then waits for the connections to go idle, so no per-response listener is needed.
     state.active++;
-    res.once('close', () => { state.active--; });
     if (!state.accepting && match.kind !== 'health') {
-      c.requestId = newRequestId();
       c.response = errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], ['retry-after', '1']);
       c.closeConnection = true;
-      writeResponse(c, logger);
+      respond(state, c, logger);
       return;
     }
     let r: void | Promise<void>;
     try {
       r = chain(c);
     } catch (err) {
-      fail(c, err, logger);
+      fail(state, c, err, logger);
       return;
     }
-    if (r instanceof Promise) r.then(() => writeResponse(c, logger), (err) => fail(c, err, logger));
-    else writeResponse(c, logger);
+    if (r instanceof Promise) r.then(() => respond(state, c, logger), (err) => fail(state, c, err, logger));
+    else respond(state, c, logger);
   };
 }
 
-function fail(c: RequestContext, err: unknown, logger: Logger): void {
+/** The request is done: write its response and stop counting it as active. */
+function respond(state: DispatchState, c: RequestContext, logger: Logger): void {
+  state.active--;
+  writeResponse(c, logger);
+}
+
+function fail(state: DispatchState, c: RequestContext, err: unknown, logger: Logger): void {
   logger.error({ requestId: c.requestId, err }, 'middleware failed');
   c.response = errorResponseWithMessage(500, 'FEZZ_ERR_HANDLER_THREW', 'Internal error in the host middleware');
-  writeResponse(c, logger);
+  respond(state, c, logger);
 }
 
 const INTERNAL: WireResponse = { status: 500, headers: [], body: null };

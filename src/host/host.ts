@@ -13,7 +13,7 @@ import { resolveOptions, type HostOptions, type ResolvedHostOptions } from '../c
 import { loadRegistry, type FunctionVersion, type LoadProblem, type Registry, type RegistryOptions } from '../registry/registry.js';
 import { loadFunctionDir } from '../manifest/load.js';
 import { fezzError } from '../errors.js';
-import { compose, requestId, accessLog, cors, bodyLimit } from './middleware.js';
+import { compose, accessLog, cors, bodyLimit } from './middleware.js';
 import { createRequestHandler, runFunction, type DispatchState } from './dispatch.js';
 import type { Middleware, RequestContext } from './context.js';
 import type { RuntimeStats } from '../runtime/types.js';
@@ -54,6 +54,7 @@ export class Host {
   readonly logs: LogHub;
   readonly #state: DispatchState;
   readonly #middleware: Middleware[];
+  readonly #bodyLimit: Middleware;
   #chain: (c: RequestContext) => void | Promise<void>;
   readonly #server: http.Server;
   readonly #admin: AdminServer;
@@ -73,10 +74,12 @@ export class Host {
     this.#abi = abi;
     this.#admin = admin;
     this.#state = { registry, accepting: true, active: 0 };
-    this.#middleware = [requestId()];
+    // The request id is assigned before the chain runs (dispatch.ts), so it is not in it.
+    this.#middleware = [];
     if (options.accessLog) this.#middleware.push(accessLog(logger));
     if (options.cors) this.#middleware.push(cors(options.cors));
-    this.#middleware.push(bodyLimit(options.maxBodyBytes), ...options.middleware);
+    this.#bodyLimit = bodyLimit(options.maxBodyBytes);
+    this.#middleware.push(this.#bodyLimit, ...options.middleware);
     this.#chain = this.#build();
     const handler = createRequestHandler(this.#state, (c) => this.#chain(c), logger);
     this.#server = http.createServer({ keepAliveTimeout: 5000 }, handler);
@@ -90,7 +93,11 @@ export class Host {
 
   #build(): (c: RequestContext) => void | Promise<void> {
     const state = this.#state;
-    return compose(this.#middleware, (c) => runFunction(state, c));
+    const terminal = (c: RequestContext): void | Promise<void> => runFunction(state, c);
+    // With bodyLimit alone, skip the chain: runFunction enforces the function's body limit
+    // itself, and a request no function serves is answered without reading its body.
+    if (this.#middleware.length === 1 && this.#middleware[0] === this.#bodyLimit) return terminal;
+    return compose(this.#middleware, terminal);
   }
 
   /** Append `mw` to the chain, after the built-ins and earlier `use`s, before the function. */
@@ -273,12 +280,19 @@ export class Host {
       state.accepting = false;
       if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
       await this.#watcher?.close();
-      const closed = new Promise<void>((r) => this.#server.close(() => r()));
+      let allClosed = false;
+      const closed = new Promise<void>((r) => this.#server.close(() => { allClosed = true; r(); }));
       this.#server.closeIdleConnections();
       const deadline = performance.now() + graceMs;
       while (state.active > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       await this.#reloading;
       await state.registry.close(Math.max(0, deadline - performance.now()));
+      // Responses written but still flushing: a connection turns idle once its response is
+      // out, and is closed then. Past the deadline, every connection is cut.
+      while (!allClosed && performance.now() < deadline) {
+        this.#server.closeIdleConnections();
+        await new Promise((r) => setTimeout(r, 10));
+      }
       this.#server.closeAllConnections();
       await closed;
       await this.#admin.close();

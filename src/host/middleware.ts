@@ -1,7 +1,8 @@
 /**
- * The host-level middleware chain and the built-in middleware: request id, access log,
- * CORS (off by default) and the body-size limit. The default order is
- * `[requestId, accessLog?, cors?, bodyLimit, ...yours]`, then the function runs.
+ * The host-level middleware chain and the built-in middleware: access log, CORS (off by
+ * default) and the body-size limit. The default order is `[accessLog?, cors?, bodyLimit,
+ * ...yours]`, then the function runs. The request id (`c.requestId`) is assigned before the
+ * chain runs, so every middleware sees it.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -31,10 +32,14 @@ export function compose(middleware: readonly Middleware[], terminal: (c: Request
   };
 }
 
-/** Give the request its id (sent back as `x-request-id`, seen by the function as `ctx.requestId`). */
+/**
+ * Give the request an id if it has none (sent back as `x-request-id`, seen by the function as
+ * `ctx.requestId`). The host assigns one before the chain runs, so this is a no-op there; it
+ * is kept for chains composed by hand.
+ */
 export function requestId(): Middleware {
   return function requestIdMiddleware(c, next) {
-    c.requestId = newRequestId();
+    if (c.requestId === '') c.requestId = newRequestId();
     return next();
   };
 }
