@@ -147,13 +147,26 @@ func noBatchEndpoints(err error) bool {
 // pays one HTTP exchange per batch, and an idle one still fetches each id at once.
 const pipelines = 4
 
-// server is a process-mode plugin's request pipeline: stdin ids -> batch fetch ->
-// one goroutine per handler -> batch push. Without batch endpoints it falls back to
-// Handle per id.
+// job is one request id on its way through a server, with the handler that serves it and,
+// for native calls, where to report the outcome (nil error: a response was pushed).
+type job struct {
+	id   int64
+	h    Handler
+	done chan error // nil for stdin ids
+}
+
+type answerJob struct {
+	Answer
+	job job
+}
+
+// server is a plugin's request pipeline: ids -> batch fetch -> one goroutine per handler ->
+// batch push. Process mode feeds it stdin ids (Serve); native mode feeds it the ids of the
+// concurrent fezz_handle_request calls (HandleNative), so both batch. Without batch
+// endpoints it falls back to Handle per id.
 type server struct {
-	h       Handler
-	ids     chan int64
-	answers chan Answer
+	ids     chan job
+	answers chan answerJob
 	stop    chan struct{}
 	single  atomic.Bool // the host has no batch endpoints: one call per id
 
@@ -163,8 +176,8 @@ type server struct {
 	maxDeadline int64
 }
 
-func newServer(h Handler) *server {
-	s := &server{h: h, ids: make(chan int64, 4*MaxBatch), answers: make(chan Answer, 4*MaxBatch), stop: make(chan struct{})}
+func newServer() *server {
+	s := &server{ids: make(chan job, 4*MaxBatch), answers: make(chan answerJob, 4*MaxBatch), stop: make(chan struct{})}
 	for i := 0; i < pipelines; i++ {
 		go s.fetchLoop()
 		go s.pushLoop()
@@ -172,13 +185,13 @@ func newServer(h Handler) *server {
 	return s
 }
 
-// add takes one id from stdin.
-func (s *server) add(id int64) {
+// add takes one id (from stdin, or from a native call).
+func (s *server) add(j job) {
 	s.mu.Lock()
 	s.inflight++
 	s.unfetched++
 	s.mu.Unlock()
-	s.ids <- id
+	s.ids <- j
 }
 
 func (s *server) fetched(deadlineMs int64) {
@@ -190,10 +203,16 @@ func (s *server) fetched(deadlineMs int64) {
 	s.mu.Unlock()
 }
 
-func (s *server) finished() {
+// finished ends j: err is nil when its response (or its handler's error) was pushed.
+func (s *server) finished(j job, err error) {
 	s.mu.Lock()
 	s.inflight--
 	s.mu.Unlock()
+	if j.done != nil {
+		j.done <- err
+	} else if err != nil {
+		logFailure(j.id, err)
+	}
 }
 
 // drain waits until every id read was answered, or until nothing is left to fetch and every
@@ -212,18 +231,16 @@ func (s *server) drain() {
 	close(s.stop)
 }
 
-// single handles id with one call per step (no batch endpoints on this host).
-func (s *server) handleSingle(id int64) {
-	defer s.finished()
-	if err := handle(id, s.h, s.fetched); err != nil {
-		logFailure(id, err)
-	}
+// handleSingle handles j with one call per step (no batch endpoints on this host).
+func (s *server) handleSingle(j job) {
+	s.finished(j, handle(j.id, j.h, s.fetched))
 }
 
 func (s *server) fetchLoop() {
-	batch := make([]int64, 0, MaxBatch)
-	for id := range s.ids {
-		batch = append(batch[:0], id)
+	batch := make([]job, 0, MaxBatch)
+	ids := make([]int64, 0, MaxBatch)
+	for j := range s.ids {
+		batch = append(batch[:0], j)
 	more:
 		for len(batch) < MaxBatch {
 			select {
@@ -237,46 +254,48 @@ func (s *server) fetchLoop() {
 			}
 		}
 		if !s.single.Load() {
-			reqs, errs, err := FetchRequests(batch)
+			ids = ids[:0]
+			for _, j := range batch {
+				ids = append(ids, j.id)
+			}
+			reqs, errs, err := FetchRequests(ids)
 			if err == nil {
-				for i, id := range batch {
+				for i, j := range batch {
 					if errs[i] != nil {
 						s.fetched(0)
-						logFailure(id, errs[i])
-						s.finished()
+						s.finished(j, errs[i])
 						continue
 					}
 					s.fetched(reqs[i].DeadlineMs)
-					go s.run(id, reqs[i])
+					go s.run(j, reqs[i])
 				}
 				continue
 			}
 			if !noBatchEndpoints(err) {
-				for _, id := range batch {
+				for _, j := range batch {
 					s.fetched(0)
-					logFailure(id, err)
-					s.finished()
+					s.finished(j, err)
 				}
 				continue
 			}
 			s.single.Store(true)
 		}
-		for _, id := range batch {
-			go s.handleSingle(id)
+		for _, j := range batch {
+			go s.handleSingle(j)
 		}
 	}
 }
 
-func (s *server) run(id int64, req *Request) {
-	resp, err := run(s.h, req)
+func (s *server) run(j job, req *Request) {
+	resp, err := run(j.h, req)
 	select {
-	case s.answers <- Answer{ID: id, Response: resp, Err: err}:
+	case s.answers <- answerJob{Answer{ID: j.id, Response: resp, Err: err}, j}:
 	case <-s.stop:
 	}
 }
 
 func (s *server) pushLoop() {
-	batch := make([]Answer, 0, MaxBatch)
+	batch := make([]answerJob, 0, MaxBatch)
 	for {
 		select {
 		case a := <-s.answers:
@@ -298,30 +317,32 @@ func (s *server) pushLoop() {
 }
 
 // push sends batch, falling back to one call per answer on a host without batch endpoints.
-func (s *server) push(batch []Answer) {
-	defer func() {
-		for range batch {
-			s.finished()
+// Each job ends with its push's error, or, when that went well, with its handler's error.
+func (s *server) push(batch []answerJob) {
+	outcome := func(a answerJob, pushErr error) error {
+		if pushErr != nil {
+			if a.Err != nil {
+				return fmt.Errorf("%v (and pushing the error failed: %w)", a.Err, pushErr)
+			}
+			return pushErr
 		}
-	}()
-	for _, a := range batch {
-		if a.Err != nil {
-			logFailure(a.ID, a.Err)
-		}
+		return a.Err
 	}
 	if !s.single.Load() {
-		errs, err := PushResponses(batch)
+		answers := make([]Answer, len(batch))
+		for i, a := range batch {
+			answers[i] = a.Answer
+		}
+		errs, err := PushResponses(answers)
 		if err == nil {
 			for i, a := range batch {
-				if errs[i] != nil {
-					logFailure(a.ID, errs[i])
-				}
+				s.finished(a.job, outcome(a, errs[i]))
 			}
 			return
 		}
 		if !noBatchEndpoints(err) {
 			for _, a := range batch {
-				logFailure(a.ID, err)
+				s.finished(a.job, outcome(a, err))
 			}
 			return
 		}
@@ -334,8 +355,20 @@ func (s *server) push(batch []Answer) {
 		} else {
 			err = PushResponse(a.ID, a.Response)
 		}
-		if err != nil {
-			logFailure(a.ID, err)
-		}
+		s.finished(a.job, outcome(a, err))
 	}
+}
+
+var (
+	nativeOnce   sync.Once
+	nativeServer *server
+)
+
+// handleBatched runs id through the process-wide pipeline and waits for its outcome (native
+// mode: every concurrent fezz_handle_request call shares it, so their fetches and pushes batch).
+func handleBatched(id int64, h Handler) error {
+	nativeOnce.Do(func() { nativeServer = newServer() })
+	done := make(chan error, 1)
+	nativeServer.add(job{id: id, h: h, done: done})
+	return <-done
 }

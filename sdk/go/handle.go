@@ -54,8 +54,10 @@ func run(h Handler, req *Request) (resp *Response, err error) {
 	return resp, err
 }
 
-// HandleNative is the body of a native plugin's exported fezz_handle_request: it runs
-// Handle and returns 0 on success, 1 on failure (logged to stderr). It never panics.
+// HandleNative is the body of a native plugin's exported fezz_handle_request: it handles
+// request id with h and returns 0 on success, 1 on failure (logged to stderr). It never
+// panics. The host calls it from many threads at once; the calls share one pipeline, so
+// the requests of concurrent calls are fetched and answered in batches, as in Serve.
 func HandleNative(id int64, h Handler) (rc int32) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -63,7 +65,7 @@ func HandleNative(id int64, h Handler) (rc int32) {
 			rc = 1
 		}
 	}()
-	if err := Handle(id, h); err != nil {
+	if err := handleBatched(id, h); err != nil {
 		logFailure(id, err)
 		return 1
 	}
@@ -85,7 +87,7 @@ func Serve(h Handler) error { return ServeReader(os.Stdin, h) }
 
 // ServeReader is Serve reading ids from r.
 func ServeReader(r io.Reader, h Handler) error {
-	s := newServer(h)
+	s := newServer()
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -97,7 +99,7 @@ func ServeReader(r io.Reader, h Handler) error {
 			fmt.Fprintf(os.Stderr, "fezz: ignoring a stdin line that is not a request id: %q\n", line)
 			continue
 		}
-		s.add(id)
+		s.add(job{id: id, h: h})
 	}
 	s.drain()
 	return sc.Err()

@@ -232,7 +232,9 @@ describe('the ABI endpoints', () => {
     assert.equal(results[5].id, null);
     assert.equal(results[2].code, 'FEZZ_ERR_ABI_BAD_BODY');
     assert.match(results[2].message, /status/);
-    const [a, b, c, d] = await Promise.all(responses);
+    // The log gives ids in fetch order, not request order: pair them by x-request-id.
+    const byId = new Map((await Promise.all(responses)).map((r) => [r.headers.get('x-request-id'), r]));
+    const [a, b, c, d] = ids.map((id) => byId.get(id));
     assert.equal(a!.status, 201);
     assert.equal(a!.text, 'hi');
     assert.equal(a!.headers.get('x-via'), 'batch');
