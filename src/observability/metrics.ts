@@ -1,10 +1,12 @@
 /**
- * `/metrics` in the Prometheus text format (prom-client): process metrics, and per-function
+ * `/metrics` in the Prometheus text format (prom-client): process metrics (all of prom-client's
+ * defaults but the GC histogram, see process-metrics.ts), and per-function
  * request counts by status, duration histograms, cold starts, crashes, timeouts, evictions,
  * queue depth, live and busy instances. Function metrics are computed at scrape time from
  * {@link StatsBook} and the runtimes' stats, so the request path pays nothing for them.
  */
-import { Registry, collectDefaultMetrics, type MetricValue } from 'prom-client';
+import { Registry, type MetricValue } from 'prom-client';
+import { registerProcessMetrics } from './process-metrics.js';
 import { DURATION_BUCKETS_S, type StatsBook } from './function-stats.js';
 import type { RuntimeStats } from '../runtime/types.js';
 
@@ -30,7 +32,7 @@ function computed(name: string, help: string, type: Kind, values: () => Array<Me
 
 export function createMetrics(source: MetricsSource): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry);
   const perRuntime = (pick: (s: RuntimeStats) => number) => () => {
     const out: MetricValue<string>[] = [];
     for (const [fn, s] of source.runtimes()) out.push({ labels: { fn }, value: pick(s) });

@@ -47,6 +47,10 @@ describe('metrics and logs', () => {
     assert.equal(value('fezz_instances', { fn: 'slow@1.0.0' }), 1, 'instances.min is live');
     assert.equal(value('fezz_queue_depth', { fn: 'chatty@1.0.0' }), 0);
     assert.ok((value('process_resident_memory_bytes', {}) ?? 0) > 0, 'process metrics');
+    assert.ok((value('nodejs_heap_size_used_bytes', {}) ?? 0) > 0, 'heap metrics');
+    assert.ok(samples.some((s) => s.name === 'nodejs_eventloop_lag_seconds'), 'event-loop lag');
+    // Left out on purpose: its per-GC observer made the host's RSS climb under load (process-metrics.ts).
+    assert.ok(!samples.some((s) => s.name.startsWith('nodejs_gc_duration_seconds')), 'no GC histogram');
   });
 
   it('the admin API lists functions with state and stats', async () => {
