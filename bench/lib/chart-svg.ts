@@ -57,7 +57,7 @@ export function ratioChartSvg(rows: readonly Row[], options: ChartOptions): stri
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(options.title)}">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="${left}" y="22" ${FONT} font-size="15" font-weight="600" fill="#222">${esc(options.title)}</text>`,
-    `<text x="${left}" y="38" ${FONT} font-size="11" fill="#666">RPS / ${esc(options.baseline)} RPS for the same workload, same run; higher is better</text>`,
+    `<text x="${left}" y="38" ${FONT} font-size="11" fill="#666">RPS / ${esc(options.baseline)} RPS, same workload and round (median of rounds); higher is better</text>`,
   );
   // Grid lines and y labels every 0.5.
   for (let v = 0; v <= yMax + 1e-9; v += 0.5) {

@@ -62,7 +62,7 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
     line(widths.map((w) => "-".repeat(w))),
     ...cells.map(line),
     "",
-    `vs ${info.baseline} = RPS / ${info.baseline} RPS for the same workload.` +
+    `vs ${info.baseline} = median over rounds of RPS / ${info.baseline} RPS in the same round, same workload.` +
       (info.logDir === null ? "" : ` Server logs: ${info.logDir}`),
   ].join("\n");
 }

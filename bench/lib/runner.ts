@@ -54,19 +54,40 @@ export async function runMatrix(options: RunOptions): Promise<Row[]> {
     for (const server of options.servers) {
       picks.set(server.name, pick(outcomes.get(`${server.name}\0${workload.name}`) ?? [], options.pick));
     }
-    const baseline = picks.get(options.baseline)?.measurement.rps;
+    const baseRounds = outcomes.get(`${options.baseline}\0${workload.name}`) ?? [];
     for (const server of options.servers) {
       const picked = picks.get(server.name) ?? null;
+      const rounds = outcomes.get(`${server.name}\0${workload.name}`) ?? [];
       rows.push({
         server: server.name,
         workload: workload.name,
-        rounds: outcomes.get(`${server.name}\0${workload.name}`) ?? [],
+        rounds,
         picked,
-        ratio: picked !== null && baseline !== undefined && baseline > 0 ? picked.measurement.rps / baseline : null,
+        ratio: picked === null ? null : pairedRatio(rounds, baseRounds),
       });
     }
   }
   return rows;
+}
+
+/**
+ * The ratio of a row to the baseline: per round, this server's RPS / the baseline's RPS in the
+ * same round, then the median over the rounds where both succeeded (the lower middle with an
+ * even count). Pairing by round cancels most of a shared machine's drift, which moves every
+ * server of a round together (rounds here varied up to 2x); the servers of a round run back
+ * to back, and fezz's rows sit next to the baseline (servers.ts). null without a pair.
+ */
+export function pairedRatio(rounds: readonly PairOutcome[], baseline: readonly PairOutcome[]): number | null {
+  const ratios: number[] = [];
+  for (const r of rounds) {
+    if (r.kind !== "ok") continue;
+    const b = baseline.find((x) => x.round === r.round);
+    if (b === undefined || b.kind !== "ok" || b.measurement.rps <= 0) continue;
+    ratios.push(r.measurement.rps / b.measurement.rps);
+  }
+  if (ratios.length === 0) return null;
+  ratios.sort((a, b) => a - b);
+  return ratios[Math.floor((ratios.length - 1) / 2)]!;
 }
 
 /**

@@ -103,8 +103,12 @@ export const fezzServers: readonly ServerAdapter[] = [
   pluginFezz("fezz-native", "hello-c", "c"),
 ];
 
-/** Every server, in table order: the peers (baseline first), then fezz. */
-export const servers: readonly ServerAdapter[] = [...peers, ...fezzServers];
+/**
+ * Every server, in table and run order: the baseline, fezz, then the other peers. fezz's rows
+ * run right next to the baseline in every round (rounds alternate direction), so the ratio of
+ * each round pairs measurements taken within seconds of each other.
+ */
+export const servers: readonly ServerAdapter[] = [...peers.slice(0, 1), ...fezzServers, ...peers.slice(1)];
 
 /** Whether `server` is one of fezz's own rows (the ones a smoke run must not fail). */
 export function isFezz(name: string): boolean {

@@ -154,6 +154,6 @@ export interface Row {
   readonly rounds: readonly PairOutcome[];
   /** The round chosen by the pick rule among the successful ones; null if none succeeded. */
   readonly picked: Extract<PairOutcome, { kind: "ok" }> | null;
-  /** picked RPS / node-http's picked RPS for the same workload; null when either is missing. */
+  /** Median over rounds of RPS / node-http's RPS in the same round (runner.ts pairedRatio); null without a pair. */
   readonly ratio: number | null;
 }
