@@ -46,13 +46,16 @@ export function toRequestInfo(wire: WireRequest, deadlineMs: number): RequestInf
  * @throws FezzError FEZZ_ERR_ABI_BAD_BODY naming what is wrong (bad JSON, a field, bad base64).
  */
 export function fromResponseInfo(text: string): WireResponse {
-  let raw: unknown;
+  return fromResponseInfoValue(parseAbiJson(text, 'push-response-info'), 'push-response-info');
+}
+
+/** Parse an ABI request body (`endpoint` names it in errors). @throws FezzError FEZZ_ERR_ABI_BAD_BODY */
+export function parseAbiJson(text: string, endpoint: string): unknown {
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
-    throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['push-response-info', `not valid JSON (${(err as Error).message})`]);
+    throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, `not valid JSON (${(err as Error).message})`]);
   }
-  return fromResponseInfoValue(raw, 'push-response-info');
 }
 
 /**

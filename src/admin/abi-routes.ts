@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { FezzError, fezzError, statusText } from '../errors.js';
 import { errorResponse } from '../wire/error-response.js';
 import type { PendingEntry, PendingStore } from '../abi/pending-store.js';
-import { toRequestInfo, fromResponseInfo, toWireResponse } from '../abi/codec.js';
+import { toRequestInfo, fromResponseInfo, toWireResponse, parseAbiJson } from '../abi/codec.js';
 import { batchFetchSchema, batchPushEnvelopeSchema, batchPushItemSchema, errorInfoSchema } from '../abi/schema.js';
 import { describeIssues } from '../manifest/schema.js';
 import type { AdminRoute } from './admin-server.js';
@@ -31,22 +31,13 @@ function canonicalId(raw: unknown): string {
   return n.toString();
 }
 
-const ok = (): WireResponse => ({ status: 200, headers: ['content-type', 'application/json'], body: '{"ok":true}' });
 const json = (body: string): WireResponse => ({ status: 200, headers: ['content-type', 'application/json'], body });
+const ok = (): WireResponse => json('{"ok":true}');
 
 /** A failed batch element: the error body's fields plus the element's id. */
-function itemError(id: string | null, err: unknown): Record<string, unknown> {
+function itemError(id: string | null, err: unknown): { id: string | null; error: string; code: string; message: string; statusCode: number } {
   const e = err instanceof FezzError ? err : fezzError('FEZZ_ERR_ABI_BAD_BODY', ['batch element', String(err)]);
-  return { id, ok: false, error: statusText(e.statusCode), code: e.code, message: e.message, statusCode: e.statusCode };
-}
-
-/** Parse a JSON request body. @throws FezzError FEZZ_ERR_ABI_BAD_BODY */
-function parseJson(body: Buffer, endpoint: string): unknown {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, `not valid JSON (${(err as Error).message})`]);
-  }
+  return { id, error: statusText(e.statusCode), code: e.code, message: e.message, statusCode: e.statusCode };
 }
 
 export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
@@ -139,7 +130,7 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
       method: 'POST', path: '/admin/get-request-info/batch',
       handle: ({ body }) => {
         const endpoint = 'get-request-info/batch';
-        const parsed = batchFetchSchema.safeParse(parseJson(body, endpoint));
+        const parsed = batchFetchSchema.safeParse(parseAbiJson(body.toString('utf8'), endpoint));
         if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]);
         const requests = parsed.data.ids.map((raw) => {
           let id: string | null = null;
@@ -147,9 +138,7 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
             id = canonicalId(raw);
             return { id, ...fetchOne(id) };
           } catch (err) {
-            const e = itemError(id ?? raw, err);
-            delete e.ok;
-            return e;
+            return itemError(id ?? raw, err);
           }
         });
         return json(JSON.stringify({ requests }));
@@ -162,14 +151,14 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
       method: 'POST', path: '/admin/push-response-info/batch',
       handle: ({ body }) => {
         const endpoint = 'push-response-info/batch';
-        const parsed = batchPushEnvelopeSchema.safeParse(parseJson(body, endpoint));
+        const parsed = batchPushEnvelopeSchema.safeParse(parseAbiJson(body.toString('utf8'), endpoint));
         if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]);
         const results = parsed.data.responses.map((raw) => {
           try {
             return { id: pushItem(raw, endpoint), ok: true };
           } catch (err) {
             const rawId = typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined;
-            return itemError(typeof rawId === 'string' ? rawId : null, err);
+            return { ...itemError(typeof rawId === 'string' ? rawId : null, err), ok: false };
           }
         });
         return json(JSON.stringify({ results }));
