@@ -10,6 +10,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { childLogDir, killAllChildren } from "./lib/child.js";
+import { pinCpus, type CpuPlan } from "./lib/cpu-pin.js";
 import { autocannonGenerator } from "./lib/load-autocannon.js";
 import { findWrk, wrkGenerator } from "./lib/load-wrk.js";
 import { parseQuickArgs, USAGE, type QuickOptions } from "./lib/args.js";
@@ -85,6 +86,11 @@ async function main(): Promise<number> {
   const soakServer = select("server", allServers, [options.soakServer])[0]!;
   const soakWorkload = select("workload", allWorkloads, [options.soakWorkload])[0]!;
   for (const note of skipped) log(`bench: ${note}`);
+  let pinned: CpuPlan | null = null;
+  if (options.pin) {
+    pinned = pinCpus();
+    log(`bench: pinned: load generator on CPU ${pinned.generator}, servers on CPU ${pinned.servers}`);
+  }
   log(`bench: suites ${options.suites.join(", ")}${options.smoke ? " (smoke)" : ""}`);
 
   // Install every peer package this run needs at once (one npm run); a failure is reported by
@@ -119,6 +125,7 @@ async function main(): Promise<number> {
       baseline: BASELINE,
       startedAt,
       logDir: null,
+      pinned,
     };
     const pairs = servers.length * workloads.length * options.rounds;
     log(`throughput: ${pairs} pair(s) with ${generator.name}`);

@@ -33,6 +33,8 @@ export interface QuickOptions {
   readonly load: "auto" | "wrk" | "autocannon";
   /** wrk threads. @default 1 */
   readonly threads: number;
+  /** Load generator on CPU 0, servers on the other CPUs (taskset). @default false */
+  readonly pin: boolean;
   /** Cold start: functions per runtime. @default 25 (smoke: 3) */
   readonly coldstartFunctions: number;
   /** Cold start: runtimes. @default ["isolate", "inline"] */
@@ -73,6 +75,7 @@ export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx
   --pick best|median       which round a row shows                              (default best)
   --load <generator>       auto | wrk | autocannon; auto = wrk if on PATH       (default auto)
   --threads <n>            wrk threads                                           (default 1)
+  --pin                    load generator on CPU 0, servers on the other CPUs (taskset; every suite)
 
  coldstart
   --coldstart-functions <n>  distinct functions per runtime                    (default 25; smoke: 3)
@@ -112,6 +115,7 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
       workloads: { type: "string" },
       load: { type: "string" },
       threads: { type: "string" },
+      pin: { type: "boolean", default: false },
       "coldstart-functions": { type: "string" },
       "coldstart-runtimes": { type: "string" },
       "density-levels": { type: "string" },
@@ -148,6 +152,7 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
     workloads: list(values.workloads),
     load: oneOf("--load", values.load, ["auto", "wrk", "autocannon"] as const, "auto"),
     threads: integer("--threads", values.threads, 1),
+    pin: values.pin === true,
     coldstartFunctions: integer("--coldstart-functions", values["coldstart-functions"], smoke ? 3 : 25),
     coldstartRuntimes: runtimes as JsRuntime[],
     densityLevels: [...new Set(levels)].sort((a, b) => a - b),

@@ -4,6 +4,7 @@
  * crash of the bench never leaves a server behind (see `killAllChildren`).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { pinnedCommand } from "./cpu-pin.js";
 import { mkdtempSync, openSync, closeSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -70,7 +71,8 @@ export async function startChild(options: StartChildOptions): Promise<RunningSer
   const logFd = openSync(logFile, "a");
   let child: ChildProcess;
   try {
-    child = spawn(options.command, [...options.args], {
+    const how = pinnedCommand(options.command, options.args);
+    child = spawn(how.command, how.args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ["ignore", logFd, logFd],

@@ -18,6 +18,8 @@ export interface RunInfo {
   readonly startedAt: string;
   /** Folder of the servers' stdout/stderr logs; null when it was removed (every row was good). */
   readonly logDir: string | null;
+  /** `--pin`: the CPUs (taskset lists) of the load generator and of the servers; null unpinned. */
+  readonly pinned: { readonly generator: string; readonly servers: string } | null;
 }
 
 const HEADERS = ["server", "workload", "RPS", "p50 ms", "p99 ms", "peak RSS MB", "vs node-http", "notes"] as const;
@@ -55,7 +57,8 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
   const cpu = cpus();
   return [
     `throughput: ${info.loadGenerator}, ${info.connections} connections, ` +
-      `${info.warmupS} s warm-up + ${info.durationS} s per pair, ${roundsText}`,
+      `${info.warmupS} s warm-up + ${info.durationS} s per pair, ${roundsText}` +
+      (info.pinned === null ? "" : `, pinned: generator on CPU ${info.pinned.generator}, servers on CPU ${info.pinned.servers}`),
     `node ${process.version}, ${cpu.length} CPU (${cpu[0]?.model.trim() ?? "unknown"}), load average ${loadavg().map((n) => n.toFixed(2)).join(" ")}`,
     "",
     line(HEADERS),

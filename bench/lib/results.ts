@@ -87,7 +87,8 @@ export function resultsMarkdown(results: BenchResults, svgFile: string | null): 
       "## Throughput",
       "",
       `${i.loadGenerator}, ${i.connections} connections, ${i.warmupS} s warm-up + ${i.durationS} s per pair, ` +
-        `${i.rounds} round(s)${i.rounds > 1 ? `, ${i.pick} round shown` : ""}. vs ${i.baseline} = median over rounds of RPS / ${i.baseline} RPS in the same round, same workload.`,
+        `${i.rounds} round(s)${i.rounds > 1 ? `, ${i.pick} round shown` : ""}` +
+        `${i.pinned ? `, pinned (load generator on CPU ${i.pinned.generator}, servers on CPU ${i.pinned.servers})` : ""}. vs ${i.baseline} = median over rounds of RPS / ${i.baseline} RPS in the same round, same workload.`,
       "",
     );
     if (svgFile !== null) out.push(`![RPS relative to raw node:http](${basename(svgFile)})`, "");
