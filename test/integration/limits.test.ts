@@ -49,6 +49,17 @@ describe('routing and limits', () => {
     assert.equal(JSON.parse(big.text).code, 'FEZZ_ERR_BODY_TOO_LARGE');
   });
 
+  it('arrayBuffer() in an isolate is exactly the body, read once, and the handler may write to it', async () => {
+    const bytes = new Uint8Array(1000).map((_, i) => (i * 13) % 251);
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${t.url}/small/reverse`, { method: 'POST', body: bytes });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('x-byte-length'), '1000');
+      assert.equal(res.headers.get('x-second-read'), 'TypeError');
+      assert.deepEqual(new Uint8Array(await res.arrayBuffer()), bytes.slice().reverse());
+    }
+  });
+
   it('413 also for a chunked body that grows past the limit', async () => {
     const stream = new ReadableStream({
       start(c) { for (let i = 0; i < 4; i++) c.enqueue(new Uint8Array(512)); c.close(); },

@@ -17,6 +17,8 @@ interface State {
   headers: Headers | null;
   real: Request | null;
   used: boolean;
+  /** `wire.body` is this request's alone (see the constructor). */
+  bodyOwned: boolean;
   /** Created on first `signal` access: most handlers never look at it. */
   controller: AbortController | null;
   abortReason: unknown;
@@ -25,8 +27,13 @@ interface State {
 export class FastRequest {
   [kState]: State;
 
-  constructor(wire: WireRequest) {
-    this[kState] = { wire, headers: null, real: null, used: false, controller: null, abortReason: undefined };
+  /**
+   * @param bodyOwned true when `wire.body` belongs to this request alone (an isolate's copy):
+   *   `arrayBuffer()` then hands out its buffer instead of a copy. The inline runtime passes
+   *   false: its body is the host's.
+   */
+  constructor(wire: WireRequest, bodyOwned = false) {
+    this[kState] = { wire, headers: null, real: null, used: false, bodyOwned, controller: null, abortReason: undefined };
   }
 
   get method(): string { return this[kState].wire.method; }
@@ -55,6 +62,12 @@ export class FastRequest {
   arrayBuffer(): Promise<ArrayBuffer> {
     const bytes = this.#take();
     if (bytes instanceof Promise) return bytes.then((b) => b.slice().buffer as ArrayBuffer);
+    // The body is read once (bodyUsed), so an owned buffer that is exactly the body can be
+    // given away; anything else (a view into a larger buffer, the host's bytes) is copied.
+    const s = this[kState];
+    if (s.bodyOwned && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
+      return Promise.resolve(bytes.buffer as ArrayBuffer);
+    }
     return Promise.resolve(bytes.slice().buffer as ArrayBuffer);
   }
   bytes(): Promise<Uint8Array> {

@@ -146,7 +146,8 @@ async function load(d: WorkerLoadData): Promise<void> {
 function handle(m: RequestMessage): void {
   const id = m[1];
   const wire: WireRequest = { method: m[2], url: m[3], headers: m[4], body: m[5] };
-  const fast = new FastRequest(wire);
+  // The body was moved to this worker for this request alone: the handler may have it as is.
+  const fast = new FastRequest(wire, true);
   inflight.set(id, fast);
   const request = fast as unknown as Request;
   const ctx: Context = {
