@@ -4,12 +4,12 @@
  * crash of the bench never leaves a server behind (see `killAllChildren`).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { pinnedCommand } from "./cpu-pin.js";
 import { mkdtempSync, openSync, closeSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { pinnedCommand } from "./cpu-pin.js";
 import { httpCheck } from "./http-check.js";
 import type { RunningServer } from "./types.js";
 

@@ -57,8 +57,7 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
   const cpu = cpus();
   return [
     `throughput: ${info.loadGenerator}, ${info.connections} connections, ` +
-      `${info.warmupS} s warm-up + ${info.durationS} s per pair, ${roundsText}` +
-      (info.pinned === null ? "" : `, pinned: generator on CPU ${info.pinned.generator}, servers on CPU ${info.pinned.servers}`),
+      `${info.warmupS} s warm-up + ${info.durationS} s per pair, ${roundsText}${pinnedText(info)}`,
     `node ${process.version}, ${cpu.length} CPU (${cpu[0]?.model.trim() ?? "unknown"}), load average ${loadavg().map((n) => n.toFixed(2)).join(" ")}`,
     "",
     line(HEADERS),
@@ -68,6 +67,11 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
     `vs ${info.baseline} = median over rounds of RPS / ${info.baseline} RPS in the same round, same workload.` +
       (info.logDir === null ? "" : ` Server logs: ${info.logDir}`),
   ].join("\n");
+}
+
+/** `, pinned (load generator on CPU 0, servers on CPU 1)` for a `--pin` run, else `""`. */
+export function pinnedText(info: RunInfo): string {
+  return info.pinned === null ? "" : `, pinned (load generator on CPU ${info.pinned.generator}, servers on CPU ${info.pinned.servers})`;
 }
 
 /** The throughput rows for the Markdown report; a row with no result has its reason in notes. */

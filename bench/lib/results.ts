@@ -7,7 +7,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { basename, join } from "node:path";
 import { ratioChartSvg } from "./chart-svg.js";
 import { markdownGrid } from "./grid.js";
-import { rowJson, throughputGrid, type RunInfo } from "./report.js";
+import { pinnedText, rowJson, throughputGrid, type RunInfo } from "./report.js";
 import type { ColdStartResult } from "./suite-coldstart.js";
 import type { DensityResult } from "./suite-density.js";
 import type { SoakResult } from "./suite-soak.js";
@@ -87,8 +87,7 @@ export function resultsMarkdown(results: BenchResults, svgFile: string | null): 
       "## Throughput",
       "",
       `${i.loadGenerator}, ${i.connections} connections, ${i.warmupS} s warm-up + ${i.durationS} s per pair, ` +
-        `${i.rounds} round(s)${i.rounds > 1 ? `, ${i.pick} round shown` : ""}` +
-        `${i.pinned ? `, pinned (load generator on CPU ${i.pinned.generator}, servers on CPU ${i.pinned.servers})` : ""}. vs ${i.baseline} = median over rounds of RPS / ${i.baseline} RPS in the same round, same workload.`,
+        `${i.rounds} round(s)${i.rounds > 1 ? `, ${i.pick} round shown` : ""}${pinnedText(i)}. vs ${i.baseline} = median over rounds of RPS / ${i.baseline} RPS in the same round, same workload.`,
       "",
     );
     if (svgFile !== null) out.push(`![RPS relative to raw node:http](${basename(svgFile)})`, "");
