@@ -29,6 +29,9 @@ export const errorSpecs = {
   FEZZ_ERR_QUEUE_FULL: { message: 'Function %s is at capacity (queue of %s full); retry later', statusCode: 503, base: Error },
   FEZZ_ERR_BAD_REQUEST: { message: 'Bad request: %s', statusCode: 400, base: Error },
   FEZZ_ERR_SHUTTING_DOWN: { message: 'The host is shutting down', statusCode: 503, base: Error },
+  FEZZ_ERR_BODY_STALLED: { message: 'Request body stalled: no bytes for %s ms', statusCode: 408, base: Error },
+  FEZZ_ERR_HEADERS_TOO_LARGE: { message: 'Request header fields too large', statusCode: 431, base: RangeError },
+  FEZZ_ERR_CLIENT_GONE: { message: 'The client closed the connection before the response (request to %s)', statusCode: 499, base: Error },
 
   // --- running a function (runtime) ---
   FEZZ_ERR_HANDLER_TIMEOUT: { message: 'Function %s did not answer within %s ms', statusCode: 504, base: Error },
@@ -56,6 +59,7 @@ export const errorSpecs = {
   // --- operating: deploy, delete, reload (admin API) ---
   FEZZ_ERR_DEPLOY_REJECTED: { message: 'Deploy of %s refused: %s', statusCode: 422, base: Error },
   FEZZ_ERR_FUNCTION_VERSION_NOT_FOUND: { message: 'No function version %s', statusCode: 404, base: Error },
+  FEZZ_ERR_DEPLOY_IN_PROGRESS: { message: 'A deploy or delete of %s is already in progress; retry once it is done', statusCode: 409, base: Error },
 
   // --- manifests and the functions directory (manifest/registry) ---
   FEZZ_ERR_MANIFEST_INVALID: { message: '%s: %s', statusCode: 500, base: TypeError },
@@ -99,9 +103,9 @@ export function fezzError(code: FezzErrorCode, args: readonly unknown[] = [], ca
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
-  413: 'Payload Too Large', 422: 'Unprocessable Entity', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
-  504: 'Gateway Timeout',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
+  409: 'Conflict', 413: 'Payload Too Large', 422: 'Unprocessable Entity', 431: 'Request Header Fields Too Large',
+  499: 'Client Closed Request', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
 /** The reason phrase for an error status (`"Not Found"`), used as the `error` field of error bodies. */

@@ -43,6 +43,13 @@ export interface HostOptions {
   maxBodyBytes?: number;
   /** How long shutdown waits for in-flight requests, in ms. @default 10000 (10 s) */
   shutdownGraceMs?: number;
+  /**
+   * Deadline for one instance (worker, inline module, plugin process) to load its function,
+   * in ms, whether or not a request waits for it; past it the start counts as failed (its
+   * requests get 500/502, the function backs off). Bounds reloads, deploys and start-up too.
+   * @default 10000 (10 s) (flag --start-timeout)
+   */
+  startTimeoutMs?: number;
 }
 
 export interface ResolvedHostOptions {
@@ -62,6 +69,7 @@ export interface ResolvedHostOptions {
   readonly middleware: readonly Middleware[];
   readonly maxBodyBytes: number;
   readonly shutdownGraceMs: number;
+  readonly startTimeoutMs: number;
 }
 
 export const DEFAULTS = {
@@ -72,6 +80,7 @@ export const DEFAULTS = {
   adminHost: '127.0.0.1',
   maxBodyBytes: 1024 * 1024, // 1 MiB
   shutdownGraceMs: 10_000, // 10 s
+  startTimeoutMs: 10_000, // 10 s, like Lambda's init phase
 } as const;
 
 function int(name: string, value: unknown, min: number, max: number): number {
@@ -115,5 +124,6 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
     middleware: Object.freeze([...middleware]),
     maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes ?? DEFAULTS.maxBodyBytes, 0, 2 ** 31),
     shutdownGraceMs: int('shutdownGraceMs', options.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),
+    startTimeoutMs: int('startTimeoutMs', options.startTimeoutMs ?? DEFAULTS.startTimeoutMs, 100, 600_000),
   });
 }

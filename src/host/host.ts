@@ -158,7 +158,7 @@ export class Host {
 
   #registryOptions(): RegistryOptions {
     const o = this.options;
-    return { dir: o.dir, cacheDir: o.cacheDir, logger: this.logger, dev: o.dev, abi: this.#abi, stats: this.#stats };
+    return { dir: o.dir, cacheDir: o.cacheDir, logger: this.logger, dev: o.dev, abi: this.#abi, stats: this.#stats, startTimeoutMs: o.startTimeoutMs };
   }
 
   /**
@@ -336,7 +336,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   admin.add(abiRoutes(store, logger));
   const abi: AbiEndpoint = { store, token: resolved.token, url: () => admin.url };
   const stats = new StatsBook();
-  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats });
+  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats, startTimeoutMs: resolved.startTimeoutMs });
   return new Host(resolved, logger, logs, registry, stats, abi, admin);
 }
 

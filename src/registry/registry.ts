@@ -53,6 +53,8 @@ export interface RegistryOptions {
   abi: AbiEndpoint;
   /** Per-function stats, by key. */
   stats: StatsBook;
+  /** Deadline for an instance to load its function, in ms (options.startTimeoutMs). */
+  startTimeoutMs: number;
 }
 
 /** A loaded snapshot of the functions directory. */
@@ -189,7 +191,7 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
     case 'isolate':
     case 'inline': {
       const bundle = await bundleEntry(fn.entryPath, options.cacheDir, path.relative(process.cwd(), fn.manifestPath));
-      const common = { fnKey: fn.key, moduleUrl: bundle.url, env: m.env, handlerNames, limits: m.limits, logger, dev: options.dev };
+      const common = { fnKey: fn.key, moduleUrl: bundle.url, env: m.env, handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
       return {
         fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}`,
         create: () => m.runtime === 'isolate'
@@ -204,6 +206,7 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       const base = {
         fnKey: fn.key, id: fn.id, version: fn.version, kind: m.runtime, cwd: fn.dir, entryPath: fn.entryPath,
         env: m.env, limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
+        startTimeoutMs: options.startTimeoutMs,
       } as const;
       return {
         fingerprint: `${fn.entryPath}:${st.ino}:${st.size}:${st.mtimeMs}\n${manifestText}`,

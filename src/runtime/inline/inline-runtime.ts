@@ -22,7 +22,8 @@ export interface InlineRuntimeOptions {
   handlerNames: string[];
   limits: Limits;
   logger: Logger;
-  dev: boolean;
+  dev: boolean;  /** Deadline for an instance to load the function, in ms, whether or not a request waits. */
+  startTimeoutMs: number;
 }
 
 const RETRY_AFTER = ['retry-after', '1'];

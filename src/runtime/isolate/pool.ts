@@ -38,7 +38,8 @@ export interface IsolatePoolOptions {
   idleTtlMs: number;
   logger: Logger;
   /** Put handler messages and stacks in 500 bodies. */
-  dev: boolean;
+  dev: boolean;  /** Deadline for an instance to load the function, in ms, whether or not a request waits. */
+  startTimeoutMs: number;
 }
 
 const enum State { Starting, Ready, Stopping, Dead }

@@ -49,7 +49,8 @@ export interface PluginRuntimeOptions {
   instances: { min: number; max: number };
   idleTtlMs: number;
   logger: Logger;
-  abi: AbiEndpoint;
+  abi: AbiEndpoint;  /** Deadline for an instance to load the function, in ms, whether or not a request waits. */
+  startTimeoutMs: number;
 }
 
 /** Host environment variables a plugin may need to run at all; everything else is withheld. */
