@@ -30,6 +30,7 @@ export const errorSpecs = {
   FEZZ_ERR_BAD_REQUEST: { message: 'Bad request: %s', statusCode: 400, base: Error },
   FEZZ_ERR_SHUTTING_DOWN: { message: 'The host is shutting down', statusCode: 503, base: Error },
   FEZZ_ERR_BODY_STALLED: { message: 'Request body stalled: no bytes for %s ms', statusCode: 408, base: Error },
+  FEZZ_ERR_REQUEST_TIMEOUT: { message: 'The request was not received in time', statusCode: 408, base: Error },
   FEZZ_ERR_HEADERS_TOO_LARGE: { message: 'Request header fields too large', statusCode: 431, base: RangeError },
   FEZZ_ERR_CLIENT_GONE: { message: 'The client closed the connection before the response (request to %s)', statusCode: 499, base: Error },
 

@@ -52,6 +52,8 @@ export interface AdminServerOptions {
   logger: Logger;
   /** Largest request body, in bytes (pushes carry response bodies). */
   maxBodyBytes: number;
+  /** Most open admin connections (past it a new one is closed at accept). @default unlimited */
+  maxConnections?: number;
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
@@ -65,7 +67,8 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     this.#o = options;
     this.#tokenDigest = digest(`Bearer ${options.token}`);
-    this.#server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => { void this.#handle(req, res); });
+    this.#server = http.createServer({ keepAliveTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => { void this.#handle(req, res); });
+    if (options.maxConnections !== undefined) this.#server.maxConnections = options.maxConnections;
   }
 
   /** Add routes. @throws Error when a method+path is taken. */
@@ -133,7 +136,7 @@ export class AdminServer {
       req.resume();
       throw fezzError('FEZZ_ERR_ABI_UNAUTHORIZED');
     }
-    const url = new URL(req.url ?? '/', 'http://admin');
+    const url = parseTarget(req);
     const method = req.method ?? 'GET';
     let pathMatched = false;
     for (const c of this.#routes) {
@@ -142,7 +145,7 @@ export class AdminServer {
       pathMatched = true;
       if (c.route.method !== method) continue;
       const params: Record<string, string> = {};
-      c.names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]!); });
+      c.names.forEach((n, i) => { params[n] = decodeSegment(req, m[i + 1]!); });
       const body = method === 'GET' || method === 'HEAD' ? Buffer.alloc(0) : await this.#readBody(req);
       return c.route.handle({ method, path: url.pathname, search: url.searchParams, params, body, res });
     }
@@ -162,7 +165,36 @@ export class AdminServer {
         chunks.push(c);
       });
       req.on('end', () => resolve(Buffer.concat(chunks, size)));
-      req.on('error', reject);
+      // The client went away mid-body: its fault, not an internal error (and nobody reads the answer).
+      const cut = (): void => reject(fezzError('FEZZ_ERR_BAD_REQUEST', ['the request body was cut off']));
+      req.on('error', cut);
+      req.on('close', () => { if (!req.complete) cut(); });
     });
+  }
+}
+
+/**
+ * The request target as a URL (origin form `/a?b`, or absolute form `http://h/a?b`).
+ * @throws FezzError FEZZ_ERR_BAD_REQUEST (400) when it does not parse.
+ */
+function parseTarget(req: http.IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://admin');
+  } catch {
+    req.resume();
+    throw fezzError('FEZZ_ERR_BAD_REQUEST', [`request target ${JSON.stringify(req.url)} is not a valid URL`]);
+  }
+}
+
+/**
+ * Percent-decode one path segment (`%40` -> `@`).
+ * @throws FezzError FEZZ_ERR_BAD_REQUEST (400) for bad encoding, e.g. `%ZZ` or `%E0%A4%A`.
+ */
+function decodeSegment(req: http.IncomingMessage, segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    req.resume();
+    throw fezzError('FEZZ_ERR_BAD_REQUEST', [`path segment ${JSON.stringify(segment)} is not valid percent-encoding (UTF-8)`]);
   }
 }

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fezzError } from '../errors.js';
+import { defaultConnectionCaps } from './fd-limit.js';
 import type { Middleware } from '../host/context.js';
 import type { CorsOptions } from '../host/middleware.js';
 
@@ -50,6 +51,22 @@ export interface HostOptions {
    * @default 10000 (10 s) (flag --start-timeout)
    */
   startTimeoutMs?: number;
+  /**
+   * Most open public connections; past it the oldest idle connection is closed to make room
+   * (or the new one, when all are busy), counted in `fezz_connections_dropped_total`. @default the fd limit minus a reserve for admin,
+   * plugins, workers and files (config/fd-limit.ts) (flag --max-connections)
+   */
+  maxConnections?: number;
+  /** Most open admin connections. @default half the fd reserve (config/fd-limit.ts) */
+  adminMaxConnections?: number;
+  /** Time a client has to send the request head, in ms; then 408 and close. @default 20000 (flag --headers-timeout) */
+  headersTimeoutMs?: number;
+  /** Idle keep-alive connections are closed after this, in ms. @default 5000 (flag --keep-alive-timeout) */
+  keepAliveTimeoutMs?: number;
+  /** A request body with no bytes for this long is dropped (408, close), in ms. @default 30000 (flag --body-timeout) */
+  bodyTimeoutMs?: number;
+  /** A client that reads none of its response for this long is cut off, in ms. @default 30000 (flag --send-timeout) */
+  sendTimeoutMs?: number;
 }
 
 export interface ResolvedHostOptions {
@@ -70,6 +87,12 @@ export interface ResolvedHostOptions {
   readonly maxBodyBytes: number;
   readonly shutdownGraceMs: number;
   readonly startTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly adminMaxConnections: number;
+  readonly headersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+  readonly sendTimeoutMs: number;
 }
 
 export const DEFAULTS = {
@@ -81,6 +104,10 @@ export const DEFAULTS = {
   maxBodyBytes: 1024 * 1024, // 1 MiB
   shutdownGraceMs: 10_000, // 10 s
   startTimeoutMs: 10_000, // 10 s, like Lambda's init phase
+  headersTimeoutMs: 20_000, // 20 s (Node's default is 60 s)
+  keepAliveTimeoutMs: 5_000,
+  bodyTimeoutMs: 30_000, // between two chunks of a request body
+  sendTimeoutMs: 30_000, // without progress writing a response
 } as const;
 
 function int(name: string, value: unknown, min: number, max: number): number {
@@ -107,6 +134,7 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
   if (typeof token !== 'string' || token.length < 16 || /\s/.test(token)) {
     throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['token', 'a string of at least 16 characters without spaces', token === undefined ? 'undefined' : `${String(token).length} characters`]);
   }
+  const caps = defaultConnectionCaps();
   return Object.freeze({
     dir: path.resolve(dir),
     port: int('port', options.port ?? DEFAULTS.port, 0, 65535),
@@ -125,5 +153,11 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
     maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes ?? DEFAULTS.maxBodyBytes, 0, 2 ** 31),
     shutdownGraceMs: int('shutdownGraceMs', options.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),
     startTimeoutMs: int('startTimeoutMs', options.startTimeoutMs ?? DEFAULTS.startTimeoutMs, 100, 600_000),
+    maxConnections: int('maxConnections', options.maxConnections ?? caps.publicMax, 1, 10_000_000),
+    adminMaxConnections: int('adminMaxConnections', options.adminMaxConnections ?? caps.adminMax, 1, 1_000_000),
+    headersTimeoutMs: int('headersTimeoutMs', options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs, 100, 3_600_000),
+    keepAliveTimeoutMs: int('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs, 100, 3_600_000),
+    bodyTimeoutMs: int('bodyTimeoutMs', options.bodyTimeoutMs ?? DEFAULTS.bodyTimeoutMs, 100, 3_600_000),
+    sendTimeoutMs: int('sendTimeoutMs', options.sendTimeoutMs ?? DEFAULTS.sendTimeoutMs, 100, 3_600_000),
   });
 }

@@ -14,17 +14,27 @@ export function hasBody(req: IncomingMessage): boolean {
 
 /**
  * Read the whole request body, at most `limit` bytes.
+ * With `Expect: 100-continue` (`expectContinue`), `100 Continue` is sent only once the
+ * declared length is known to fit: a body over the limit is refused before the client sends it.
+ * @param idleMs drop the body (408) after this many ms without a byte.
  * @returns the bytes, or `null` when the request has no body.
  * @throws FezzError FEZZ_ERR_BODY_TOO_LARGE (413), as a rejection, as soon as the declared
- *   length or the bytes received pass `limit`; the rest is not read.
+ *   length or the bytes received pass `limit`; the rest is not read. FEZZ_ERR_BODY_STALLED
+ *   (408) after `idleMs` without a byte. FEZZ_ERR_BAD_REQUEST (400) when the client broke it off.
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array | null> {
+export function readBody(req: IncomingMessage, limit: number, idleMs: number, expectContinue?: () => void): Promise<Uint8Array | null> {
   if (!hasBody(req)) return Promise.resolve(null);
   const declared = Number(req.headers['content-length']);
   if (declared > limit) return Promise.reject(fezzError('FEZZ_ERR_BODY_TOO_LARGE', [limit]));
+  expectContinue?.();
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const timer = setTimeout(() => {
+      cleanup();
+      req.pause();
+      reject(fezzError('FEZZ_ERR_BODY_STALLED', [idleMs]));
+    }, idleMs);
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) {
@@ -33,6 +43,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Uint8Arra
         reject(fezzError('FEZZ_ERR_BODY_TOO_LARGE', [limit]));
         return;
       }
+      timer.refresh();
       chunks.push(chunk);
     };
     const onEnd = (): void => {
@@ -40,13 +51,18 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Uint8Arra
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
     const onError = (err: Error): void => { cleanup(); reject(fezzError('FEZZ_ERR_BAD_REQUEST', [err.message], err)); };
+    // The client went away mid-body: nothing more will come.
+    const onAborted = (): void => { cleanup(); reject(fezzError('FEZZ_ERR_BAD_REQUEST', ['the client closed the connection during the body'])); };
     function cleanup(): void {
+      clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
+      req.off('aborted', onAborted);
     }
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
+    req.on('aborted', onAborted);
   });
 }

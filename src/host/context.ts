@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RouteMatch } from '../router/router.js';
 import type { FunctionVersion, Registry } from '../registry/registry.js';
 import type { WireResponse } from '../wire/types.js';
+import type { InvokeRequest } from '../runtime/types.js';
 
 /**
  * Everything about one request as it moves through the middleware chain. Every field is set
@@ -30,6 +31,8 @@ export class RequestContext {
   readonly extraHeaders: string[] = [];
   /** Close the connection after this response (e.g. after a 413 with an unread body). */
   closeConnection = false;
+  /** The call handed to the function's runtime, while it is in flight (to cancel it if the client leaves). */
+  invocation: InvokeRequest | null = null;
   /** performance.now() at arrival, in ms. */
   readonly startTime: number;
 

@@ -3,6 +3,7 @@
  * `handleRequest` is what the public listener calls for every request.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errorResponse, errorResponseWithMessage } from '../wire/error-response.js';
@@ -14,6 +15,8 @@ import { RequestContext } from './context.js';
 import { hasBody } from './body.js';
 import { readContextBody } from './middleware.js';
 import { newRequestId } from './request-id.js';
+import { statusText } from '../errors.js';
+import type { HostCounters } from '../observability/host-counters.js';
 
 /** State the request path reads: swapped as a whole on reload. */
 export interface DispatchState {
@@ -22,6 +25,101 @@ export interface DispatchState {
   accepting: boolean;
   /** Requests between arrival and their response being handed to the socket. */
   active: number;
+  /** Limits that fire on the listener, counted here. */
+  readonly counters: HostCounters;
+  /** A request body with no bytes for this long is dropped with 408, in ms. */
+  readonly bodyTimeoutMs: number;
+  /** A response not making progress to a client for this long is cut, in ms. */
+  readonly sendTimeoutMs: number;
+}
+
+/** Per-connection state, kept on the socket itself (no map, no per-request listener). */
+interface TrackedSocket extends Socket {
+  /** The request this connection waits on, until its response is handed to the socket. */
+  [kCurrent]?: RequestContext | null;
+  /** A malformed request arrived behind one still in flight: its answer goes out after it. */
+  [kErrorAfter]?: string | null;
+}
+const kCurrent = Symbol('fezz.current');
+const kErrorAfter = Symbol('fezz.errorAfter');
+
+/**
+ * The public listener's 'connection' handler: watch each connection, and keep at most
+ * `maxConnections` open. Past the cap the oldest idle connection (no request in flight, no
+ * response being written: an idle keep-alive, or a client that never finished its request
+ * head) is closed to make room, as nginx reuses keep-alive connections; only when every one
+ * is busy is the new connection closed. So a flood of idle connections cannot lock out
+ * `/healthz` or real clients, and the descriptors above the cap stay free for the admin
+ * listener, plugins, workers and files. Each drop is counted and logged (at most every 10 s).
+ *
+ * A connection that closes with a request still waiting on its function has the request
+ * cancelled by the function's runtime (dropped from the queue, or `request.signal` aborted
+ * and its slot freed). One listener per connection: the request path pays nothing for it.
+ */
+export function connectionTracker(state: DispatchState, maxConnections: number, logger: Logger): (socket: Socket) => void {
+  const open = new Set<TrackedSocket>(); // insertion order = age
+  let lastLog = 0;
+  const dropped = (): void => {
+    state.counters.connectionsDropped++;
+    const now = performance.now();
+    if (now - lastLog >= 10_000) {
+      lastLog = now;
+      logger.warn({ maxConnections, dropped: state.counters.connectionsDropped }, 'connection limit reached: closing idle connections to make room (--max-connections)');
+    }
+  };
+  return function onConnection(socket: Socket): void {
+    const sock = socket as TrackedSocket;
+    if (open.size >= maxConnections) {
+      let victim: TrackedSocket | null = null;
+      for (const s of open) {
+        const busy = (s[kCurrent] !== undefined && s[kCurrent] !== null) || s.writableLength > 0;
+        if (!busy) { victim = s; break; }
+      }
+      dropped();
+      if (victim === null) { sock.destroy(); return; }
+      open.delete(victim);
+      victim.destroy();
+    }
+    open.add(sock);
+    sock.once('close', () => open.delete(sock));
+    sock.on('close', onConnectionClose);
+  };
+}
+
+function onConnectionClose(this: TrackedSocket): void {
+  const c = this[kCurrent];
+  if (c === undefined || c === null) return;
+  this[kCurrent] = null;
+  const inv = c.invocation;
+  if (inv === null || c.match.kind !== 'found') return;
+  const fn = c.match.fn;
+  fn.stats.clientAborts++;
+  fn.runtime.cancel?.(inv);
+}
+
+/**
+ * The public listener's `clientError` handler (a malformed request, headers too large, a
+ * head that did not arrive in time): answer with the matching 4xx and close the connection.
+ * If a request is still in flight on the connection (pipelining), its response goes out
+ * first and this answer after it, so a client never pairs the error with the earlier request.
+ */
+export function onClientError(counters: HostCounters, err: NodeJS.ErrnoException & { code?: string }, socket: Socket): void {
+  const sock = socket as TrackedSocket;
+  if (sock.destroyed) return;
+  const code = err.code ?? '';
+  if (code === 'ECONNRESET' || code === 'EPIPE' || !sock.writable) { sock.destroy(); return; }
+  const [reason, e] =
+    code === 'HPE_HEADER_OVERFLOW' ? ['headers-too-large', errorResponse('FEZZ_ERR_HEADERS_TOO_LARGE', [])] as const
+    : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['request-timeout', errorResponse('FEZZ_ERR_REQUEST_TIMEOUT', [])] as const
+    : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? ['bad-request', errorResponse('FEZZ_ERR_BODY_TOO_LARGE', ['(chunk extensions)'])] as const
+    : ['bad-request', errorResponse('FEZZ_ERR_BAD_REQUEST', [`malformed HTTP request (${code || err.message})`])] as const;
+  counters.clientError(reason);
+  const body = e.body as string;
+  const text = `HTTP/1.1 ${e.status} ${statusText(e.status)}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  const c = sock[kCurrent];
+  if (c !== undefined && c !== null) { sock[kErrorAfter] = text; return; }
+  // Anything already written (a response) is followed by this answer; then the connection ends.
+  sock.end(text);
 }
 
 const BAD_URL: RouteMatch<FunctionVersion> = { kind: 'not-found' };
@@ -43,16 +141,19 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
         // No bodyLimit middleware in the chain: still enforce the function's limit.
         if (!hasBody(c.req)) c.body = null;
         else {
-          return readContextBody(c, m.fn.fn.manifest.limits.maxBodyBytes).then((ok) => (ok ? runFunction(state, c) : undefined));
+          return readContextBody(c, m.fn.fn.manifest.limits.maxBodyBytes, state.bodyTimeoutMs).then((ok) => (ok ? runFunction(state, c) : undefined));
         }
       }
       const wire = { method: c.method, url: 'http://' + hostOf(c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };
       const fn = m.fn;
-      const out = fn.runtime.invoke({ requestId: c.requestId, wire, handler: m.handler, params: m.params });
+      const inv = { requestId: c.requestId, wire, handler: m.handler, params: m.params, slot: null };
+      const out = fn.runtime.invoke(inv);
       if (out instanceof Promise) {
+        c.invocation = inv;
         return out.then((r) => {
           c.response = r;
-          fn.stats.record(r.status, performance.now() - c.startTime);
+          c.invocation = null;
+          if (r.status !== 499) fn.stats.record(r.status, performance.now() - c.startTime);
         });
       }
       // Answered synchronously (inline runtime): no promise hop at all.
@@ -115,8 +216,17 @@ export function createRequestHandler(state: DispatchState, chain: (c: RequestCon
     // Counted until the response is handed to the socket (respond); the drain on shutdown
     // then waits for the connections to go idle, so no per-response listener is needed.
     state.active++;
+    (req.socket as TrackedSocket)[kCurrent] = c;
     if (!state.accepting && match.kind !== 'health') {
       c.response = errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], ['retry-after', '1']);
+      c.closeConnection = true;
+      respond(state, c, logger);
+      return;
+    }
+    if (hostCount(req.rawHeaders) > 1) {
+      // RFC 9112 3.2: a request with more than one Host header field gets 400.
+      state.counters.clientError('duplicate-host');
+      c.response = errorResponse('FEZZ_ERR_BAD_REQUEST', ['more than one Host header']);
       c.closeConnection = true;
       respond(state, c, logger);
       return;
@@ -136,7 +246,37 @@ export function createRequestHandler(state: DispatchState, chain: (c: RequestCon
 /** The request is done: write its response and stop counting it as active. */
 function respond(state: DispatchState, c: RequestContext, logger: Logger): void {
   state.active--;
+  const sock = c.req.socket as TrackedSocket;
+  if (sock[kCurrent] === c) sock[kCurrent] = null;
+  if (c.response !== null && c.response.status === 408) state.counters.clientError('body-stalled');
   writeResponse(c, logger);
+  const after = sock[kErrorAfter];
+  if (after !== undefined && after !== null) {
+    sock[kErrorAfter] = null;
+    c.res.once('finish', () => { if (!sock.destroyed) sock.end(after); });
+  } else if (sock.writableLength > 0 && !sock.destroyed) {
+    // Part of the response is still waiting for the client to read it: a client that stops
+    // reading is cut off after sendTimeoutMs without progress (Node re-arms the keep-alive
+    // timeout once the response is out).
+    sock.setTimeout(state.sendTimeoutMs);
+    if (sock.listenerCount('timeout') < 2) sock.once('timeout', () => onSendTimeout(state, sock));
+  }
+}
+
+function onSendTimeout(state: DispatchState, sock: Socket): void {
+  if (sock.writableLength === 0) return; // an idle keep-alive timing out: Node closes it
+  state.counters.clientError('send-timeout');
+  sock.destroy();
+}
+
+/** How many Host header fields the request has (rawHeaders: Node keeps only the first in `headers`). */
+function hostCount(raw: string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) n++;
+  }
+  return n;
 }
 
 function fail(state: DispatchState, c: RequestContext, err: unknown, logger: Logger): void {
@@ -161,23 +301,30 @@ export function writeResponse(c: RequestContext, logger: Logger): void {
     const n = headers[i]!.length;
     if ((n === 14 || n === 17 || n === 10) && isFraming(headers[i]!)) { headers = stripFraming(headers); break; }
   }
-  const length = body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-  headers.push('x-request-id', c.requestId, 'content-length', String(length));
+  const status = r.status;
+  // RFC 9110 8.6, 15.3.5, 15.4.5: a 204 or 304 has no content and no Content-Length (as
+  // with plain node:http); whatever body a function or plugin gave is dropped.
+  const noContent = status === 204 || status === 304;
+  if (noContent) headers.push('x-request-id', c.requestId);
+  else headers.push('x-request-id', c.requestId, 'content-length', String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
   if (c.extraHeaders.length > 0) headers.push(...c.extraHeaders);
   if (c.closeConnection) headers.push('connection', 'close');
   try {
-    res.writeHead(r.status, headers);
+    res.writeHead(status, headers);
   } catch (err) {
-    // Invalid header name or value from the function.
+    // Invalid header name or value from the function: a 500 with its own reason phrase
+    // (writeHead already took the function's status's phrase, e.g. "OK").
     const fnKey = c.match.kind === 'found' ? c.match.fn.fn.key : '?';
     logger.error({ requestId: c.requestId, fn: fnKey, err }, 'function returned invalid response headers');
     const e = errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [fnKey, `invalid headers (${(err as Error).message})`]);
     const text = e.body as string;
-    res.writeHead(500, [...e.headers, 'x-request-id', c.requestId, 'content-length', String(Buffer.byteLength(text))]);
+    res.statusMessage = statusText(500);
+    res.writeHead(500, statusText(500), [...e.headers, 'x-request-id', c.requestId, 'content-length', String(Buffer.byteLength(text))]);
     res.end(text);
     return;
   }
-  res.end(body);
+  if (noContent) res.end();
+  else res.end(body);
 }
 
 function isFraming(name: string): boolean {

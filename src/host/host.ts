@@ -14,9 +14,12 @@ import { loadRegistry, type FunctionVersion, type LoadProblem, type Registry, ty
 import { loadFunctionDir } from '../manifest/load.js';
 import { fezzError } from '../errors.js';
 import { compose, accessLog, cors, bodyLimit } from './middleware.js';
-import { createRequestHandler, runFunction, type DispatchState } from './dispatch.js';
+import { connectionTracker, createRequestHandler, onClientError, runFunction, type DispatchState } from './dispatch.js';
+import { kExpectContinue } from './middleware.js';
+import { HostCounters } from '../observability/host-counters.js';
+import type { Socket } from 'node:net';
 import type { Middleware, RequestContext } from './context.js';
-import type { RuntimeStats } from '../runtime/types.js';
+import type { FunctionRuntime, RuntimeStats } from '../runtime/types.js';
 import { PendingStore } from '../abi/pending-store.js';
 import { AdminServer } from '../admin/admin-server.js';
 import { abiRoutes } from '../admin/abi-routes.js';
@@ -30,6 +33,8 @@ import { promote, removeQuietly, retire, stagePackage, STAGING_DIR, TRASH_DIR } 
 
 /** Largest body the admin listener takes (pushed responses, deploy packages), in bytes. */
 const ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024; // 64 MiB
+/** How long a version whose start failed is not retried by reloads (unless its files change), in ms. */
+const FAILED_START_RETRY_MS = 60_000;
 /** Quiet time after the last file event before the watcher reloads, in ms. */
 const WATCH_DEBOUNCE_MS = 200;
 
@@ -44,7 +49,7 @@ export interface FunctionInfo {
   /** `warm`: instances up; `cold`: none (starts on the next request); `failed`: none, and the last start or run failed. */
   state: 'cold' | 'warm' | 'failed';
   routes: Array<{ method: string; path: string; handler: string | null }>;
-  stats: RuntimeStats & { requests: number; errors: number; p50Ms: number | null; p99Ms: number | null };
+  stats: RuntimeStats & { requests: number; errors: number; clientAborts: number; p50Ms: number | null; p99Ms: number | null };
 }
 
 export class Host {
@@ -60,8 +65,16 @@ export class Host {
   readonly #admin: AdminServer;
   readonly #abi: AbiEndpoint;
   readonly #stats: StatsBook;
+  readonly #counters: HostCounters;
   #closing: Promise<void> | null = null;
   #reloading: Promise<unknown> = Promise.resolve();
+  /** The reload waiting for the running one to finish, shared by everyone who asks meanwhile. */
+  #nextReload: Promise<readonly LoadProblem[]> | null = null;
+  #retryFailed = false;
+  /** Versions (by fingerprint) whose start failed in a reload: see RegistryOptions.failedStarts. */
+  readonly #failedStarts = new Map<string, LoadProblem & { at: number }>();
+  /** Runtimes the running reload created (stopped at once if shutdown begins meanwhile). */
+  #starting: FunctionRuntime[] = [];
   #watcher: FSWatcher | null = null;
   #watchTimer: NodeJS.Timeout | null = null;
 
@@ -73,20 +86,35 @@ export class Host {
     this.#stats = stats;
     this.#abi = abi;
     this.#admin = admin;
-    this.#state = { registry, accepting: true, active: 0 };
+    this.#counters = new HostCounters();
+    this.#state = { registry, accepting: true, active: 0, counters: this.#counters, bodyTimeoutMs: options.bodyTimeoutMs, sendTimeoutMs: options.sendTimeoutMs };
     // The request id is assigned before the chain runs (dispatch.ts), so it is not in it.
     this.#middleware = [];
     if (options.accessLog) this.#middleware.push(accessLog(logger));
     if (options.cors) this.#middleware.push(cors(options.cors));
-    this.#bodyLimit = bodyLimit(options.maxBodyBytes);
+    this.#bodyLimit = bodyLimit(options.maxBodyBytes, options.bodyTimeoutMs);
     this.#middleware.push(this.#bodyLimit, ...options.middleware);
     this.#chain = this.#build();
     const handler = createRequestHandler(this.#state, (c) => this.#chain(c), logger);
-    this.#server = http.createServer({ keepAliveTimeout: 5000 }, handler);
+    this.#server = http.createServer({
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      headersTimeout: options.headersTimeoutMs,
+      // The whole request; a body's own idle limit (bodyTimeoutMs) is enforced while it is read.
+      requestTimeout: Math.max(300_000, options.headersTimeoutMs),
+    }, handler);
+    const server = this.#server;
+    server.on('connection', connectionTracker(this.#state, options.maxConnections, logger));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => onClientError(this.#counters, err, socket as Socket));
+    // Expect: 100-continue: `100 Continue` goes out only when the body will be read (bodyLimit).
+    server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      (req as unknown as Record<symbol, unknown>)[kExpectContinue] = true;
+      handler(req, res);
+    });
     const metrics = createMetrics({
       stats,
       runtimes: () => [...this.#state.registry.versions.values()].map((v) => [v.fn.key, v.runtime.stats()] as [string, RuntimeStats]),
       pendingAbi: () => abi.store.size,
+      counters: this.#counters,
     });
     admin.add(apiRoutes(this, metrics));
   }
@@ -163,16 +191,39 @@ export class Host {
 
   /**
    * Hot reload: re-read the functions directory. Unchanged versions keep their warm
-   * instances; new and changed ones start an instance first; then traffic switches to the
-   * new snapshot at once, and versions no longer present drain their in-flight requests
-   * (up to `shutdownGraceMs`) and stop. A version that fails to load or start leaves the
-   * one it would replace serving. Reloads run one at a time.
+   * instances; new and changed ones start an instance first (each start bounded by
+   * `startTimeoutMs`); then traffic switches to the new snapshot at once, and versions no
+   * longer present drain their in-flight requests (up to `shutdownGraceMs`) and stop. A
+   * version that fails to load or start leaves the one it would replace serving. Reloads run
+   * one at a time; requests for a reload while one runs share the next one. This public call
+   * (`POST /admin/reload`) retries versions whose start failed before; the reloads of the
+   * watcher, deploy and delete do not until their files change or FAILED_START_RETRY_MS
+   * passed, so one module that never loads does not cost every reload a start deadline.
    */
   reload(): Promise<readonly LoadProblem[]> {
+    return this.#reload(true);
+  }
+
+  #reload(retryFailed: boolean): Promise<readonly LoadProblem[]> {
+    if (retryFailed) this.#retryFailed = true;
+    if (this.#nextReload !== null) return this.#nextReload;
     const run = async (): Promise<readonly LoadProblem[]> => {
+      this.#nextReload = null;
       if (this.#closing) return this.#state.registry.problems;
+      if (this.#retryFailed) { this.#failedStarts.clear(); this.#retryFailed = false; }
+      const now = Date.now();
+      for (const [fp, p] of this.#failedStarts) if (now - p.at >= FAILED_START_RETRY_MS) this.#failedStarts.delete(fp);
+      if (this.#failedStarts.size > 1000) this.#failedStarts.clear();
       const prev = this.#state.registry;
-      const next = await loadRegistry(this.#registryOptions(), prev);
+      const created: FunctionRuntime[] = [];
+      this.#starting = created;
+      const next = await loadRegistry({ ...this.#registryOptions(), failedStarts: this.#failedStarts, onCreate: (r) => created.push(r) }, prev)
+        .finally(() => { this.#starting = []; });
+      if (this.#closing) {
+        // Shutdown began while this reload started instances: they are not served.
+        await Promise.all([...next.versions.values()].filter((v) => prev.versions.get(v.fn.key) !== v).map((v) => v.runtime.close(0)));
+        return next.problems;
+      }
       await next.warm();
       this.#state.registry = next;
       const kept = new Set(next.versions.values());
@@ -185,6 +236,7 @@ export class Host {
       return next.problems;
     };
     const p = this.#reloading.then(run, run);
+    this.#nextReload = p;
     this.#reloading = p.catch(() => undefined);
     return p;
   }
@@ -193,11 +245,17 @@ export class Host {
    * Deploy a package (`{ files: { path: base64 }, modes? }`, admin API `POST /admin/deploy`):
    * stage it, check that it loads and starts, move it into the functions directory, reload.
    * @returns the deployed key, once it serves.
-   * @throws FezzError FEZZ_ERR_ABI_BAD_BODY (bad package), FEZZ_ERR_DEPLOY_REJECTED (422:
-   *   bad manifest, build error, start failure — the previous version keeps serving).
+   * @throws FezzError FEZZ_ERR_ABI_BAD_BODY (400: bad package, a file name the file system
+   *   refuses), FEZZ_ERR_DEPLOY_IN_PROGRESS (409: a deploy or delete of the same id@version is
+   *   running), FEZZ_ERR_DEPLOY_REJECTED (422: bad manifest, build error, start failure — the
+   *   previous version keeps serving). The staging directory is removed on every path.
    */
   async deploy(pkg: unknown): Promise<{ key: string }> {
-    const { key, staged, root } = await stagePackage(this.options.dir, pkg);
+    // Checks the package (400) and claims its version (409 while another deploy or delete of
+    // it runs) before writing anything; dispose() below removes the staging directory and
+    // gives the claim up.
+    const stage = await stagePackage(this.options.dir, pkg);
+    const { key, staged } = stage;
     try {
       const fn = await loadFunctionDir(staged).catch((err: Error) => { throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, err.message], err); });
       // Prove it starts before it replaces anything.
@@ -217,34 +275,43 @@ export class Host {
         await probe.close(0);
       }
       const trash = await promote(this.options.dir, staged, key);
-      const problems = await this.reload();
+      const problems = await this.#reload(false);
       await removeQuietly(trash);
       const served = this.#state.registry.versions.get(key);
-      if (served === undefined || served.fn.dir !== path.join(this.options.dir, key)) {
-        const p = problems.find((x) => x.file.includes(key));
+      const target = path.join(this.options.dir, key);
+      if (served === undefined || served.fn.dir !== target) {
+        // The problem in exactly its directory (the directory itself, or its fezz.json).
+        const p = problems.find((x) => { const f = path.resolve(x.file); return f === target || path.dirname(f) === target; });
         throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, p?.message ?? 'it is not served after the reload']);
       }
       this.logger.info({ fn: key }, 'deployed');
       return { key };
     } finally {
-      await removeQuietly(root);
+      await stage.dispose();
     }
   }
 
   /**
    * Delete a version (admin API `DELETE /admin/functions/:id/:version`): stop routing to it,
    * let it drain, remove its directory.
-   * @throws FezzError FEZZ_ERR_FUNCTION_VERSION_NOT_FOUND (404).
+   * @throws FezzError FEZZ_ERR_BAD_REQUEST (400: malformed id or version),
+   *   FEZZ_ERR_FUNCTION_VERSION_NOT_FOUND (404: no such version directory),
+   *   FEZZ_ERR_DEPLOY_IN_PROGRESS (409: a deploy or delete of it is running).
    */
   async remove(id: string, version: string): Promise<{ key: string }> {
-    const key = `${id}@${version}`;
-    if (!this.#state.registry.versions.has(key) && !this.#state.registry.problems.some((p) => p.file.includes(key))) {
-      throw fezzError('FEZZ_ERR_FUNCTION_VERSION_NOT_FOUND', [key]);
+    // Known: served, or a problem in exactly its directory (the directory or its fezz.json).
+    const dir = path.join(this.options.dir, `${id}@${version}`);
+    const known = (): boolean => this.#state.registry.versions.has(`${id}@${version}`) ||
+      this.#state.registry.problems.some((p) => { const f = path.resolve(p.file); return f === dir || path.dirname(f) === dir; });
+    // 400 for a malformed id or version, 409 while a deploy or delete of it runs, 404 unless
+    // known and a directory; then the directory is in the trash and the version claimed.
+    const { key, trash, release } = await retire(this.options.dir, id, version, known);
+    try {
+      await this.#reload(false);
+      await removeQuietly(trash);
+    } finally {
+      release();
     }
-    const trash = await retire(this.options.dir, key);
-    if (trash === null) throw fezzError('FEZZ_ERR_FUNCTION_VERSION_NOT_FOUND', [key]);
-    await this.reload();
-    await removeQuietly(trash);
     this.logger.info({ fn: key }, 'deleted');
     return { key };
   }
@@ -260,7 +327,7 @@ export class Host {
       if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
       this.#watchTimer = setTimeout(() => {
         this.#watchTimer = null;
-        this.reload().catch((err: unknown) => this.logger.error({ err }, 'reload after a file change failed'));
+        this.#reload(false).catch((err: unknown) => this.logger.error({ err }, 'reload after a file change failed'));
       }, WATCH_DEBOUNCE_MS);
     });
     watcher.on('error', (err) => this.logger.error({ err }, 'watching the functions directory failed'));
@@ -270,23 +337,28 @@ export class Host {
   }
 
   /**
-   * Graceful shutdown: stop accepting, let in-flight requests finish (up to
-   * `graceMs`, default `shutdownGraceMs`), stop every instance and plugin, close the listeners.
+   * Graceful shutdown: stop accepting, let in-flight requests finish (up to `graceMs`,
+   * default `shutdownGraceMs`), stop every instance and plugin, close the listeners. Resolves
+   * within `graceMs` plus a small margin whatever the functions do: a reload still starting
+   * instances is not waited for, and past the deadline instances are terminated and
+   * connections cut.
    */
   close(graceMs = this.options.shutdownGraceMs): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
       const state = this.#state;
       state.accepting = false;
+      const deadline = performance.now() + graceMs;
+      const left = (): number => Math.max(0, deadline - performance.now());
       if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
-      await this.#watcher?.close();
+      await withDeadline(this.#watcher?.close() ?? Promise.resolve(), left());
       let allClosed = false;
       const closed = new Promise<void>((r) => this.#server.close(() => { allClosed = true; r(); }));
       this.#server.closeIdleConnections();
-      const deadline = performance.now() + graceMs;
       while (state.active > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      await this.#reloading;
-      await state.registry.close(Math.max(0, deadline - performance.now()));
+      // A reload in progress is not waited for: what it is starting stops now.
+      await Promise.all(this.#starting.map((r) => r.close(0)));
+      await state.registry.close(left());
       // Responses written but still flushing: a connection turns idle once its response is
       // out, and is closed then. Past the deadline, every connection is cut.
       while (!allClosed && performance.now() < deadline) {
@@ -297,10 +369,19 @@ export class Host {
       await closed;
       await this.#admin.close();
       this.#abi.store.close();
-      await closeSpares();
+      await withDeadline(closeSpares(), 1000);
     })();
     return this.#closing;
   }
+}
+
+/** Wait for `p`, but no longer than `ms` ms (then resolve anyway). */
+function withDeadline(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(() => undefined, () => undefined),
+    new Promise<void>((r) => { timer = setTimeout(r, ms); }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function describeVersion(v: FunctionVersion): FunctionInfo {
@@ -309,7 +390,7 @@ function describeVersion(v: FunctionVersion): FunctionInfo {
     key: v.fn.key, id: v.fn.id, version: v.fn.version, runtime: v.fn.manifest.runtime, latest: v.latest,
     state: rs.instances > 0 ? 'warm' : rs.lastError !== null ? 'failed' : 'cold',
     routes: v.fn.manifest.routes.map((r) => ({ method: r.method, path: r.path, handler: r.handler ?? null })),
-    stats: { ...rs, requests: v.stats.requests, errors: v.stats.errors, p50Ms: v.stats.quantileMs(0.5), p99Ms: v.stats.quantileMs(0.99) },
+    stats: { ...rs, requests: v.stats.requests, errors: v.stats.errors, clientAborts: v.stats.clientAborts, p50Ms: v.stats.quantileMs(0.5), p99Ms: v.stats.quantileMs(0.99) },
   };
 }
 
@@ -332,7 +413,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     ? pino.transport({ target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } })
     : pino.destination(1)));
   const store = new PendingStore();
-  const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES });
+  const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES, maxConnections: resolved.adminMaxConnections });
   admin.add(abiRoutes(store, logger));
   const abi: AbiEndpoint = { store, token: resolved.token, url: () => admin.url };
   const stats = new StatsBook();

@@ -12,6 +12,9 @@ import { readBody, hasBody } from './body.js';
 import { newRequestId } from './request-id.js';
 import type { Middleware, Next, RequestContext } from './context.js';
 
+/** Set on requests that came with `Expect: 100-continue` (the listener's 'checkContinue'). */
+export const kExpectContinue = Symbol('fezz.expectContinue');
+
 /**
  * Compose `middleware` and `terminal` into one function. With no middleware it is the
  * terminal itself; each `next` is created per call only for the middleware that exist.
@@ -97,24 +100,28 @@ export function cors(options: CorsOptions = {}): Middleware {
 
 /**
  * Read the request body within the matched function's `limits.maxBodyBytes` (or
- * `defaultLimit` bytes when no function matched); past it 413 and the connection closes.
+ * `defaultLimit` bytes when no function matched); past it 413 and the connection closes; a
+ * body with no bytes for `bodyTimeoutMs` ms gets 408 and the connection closes.
  */
-export function bodyLimit(defaultLimit: number): Middleware {
+export function bodyLimit(defaultLimit: number, bodyTimeoutMs = 30_000): Middleware {
   return function bodyLimitMiddleware(c, next) {
     if (!hasBody(c.req)) { c.body = null; return next(); }
     const limit = c.match.kind === 'found' ? c.match.fn.fn.manifest.limits.maxBodyBytes : defaultLimit;
-    return readContextBody(c, limit).then((ok) => (ok ? next() : undefined));
+    return readContextBody(c, limit, bodyTimeoutMs).then((ok) => (ok ? next() : undefined));
   };
 }
 
 /**
- * Read the body into `c.body` within `limit` bytes. On failure set the 413 (or 400) response,
- * mark the connection to close, and resolve `false`.
+ * Read the body into `c.body` within `limit` bytes and `idleMs` ms between bytes. On failure
+ * set the 413 (or 408, 400) response, mark the connection to close, and resolve `false`.
  */
-export function readContextBody(c: RequestContext, limit: number): Promise<boolean> {
-  return readBody(c.req, limit).then((body) => { c.body = body; return true; }, (err: unknown) => {
+export function readContextBody(c: RequestContext, limit: number, idleMs: number): Promise<boolean> {
+  const expect = (c.req as unknown as Record<symbol, unknown>)[kExpectContinue] === true ? () => c.res.writeContinue() : undefined;
+  return readBody(c.req, limit, idleMs, expect).then((body) => { c.body = body; return true; }, (err: unknown) => {
     const e = err instanceof FezzError ? err : fezzError('FEZZ_ERR_BAD_REQUEST', [String(err)]);
-    c.response = e.code === 'FEZZ_ERR_BODY_TOO_LARGE' ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit]) : errorResponse('FEZZ_ERR_BAD_REQUEST', [e.message]);
+    c.response = e.code === 'FEZZ_ERR_BODY_TOO_LARGE' ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit])
+      : e.code === 'FEZZ_ERR_BODY_STALLED' ? errorResponse('FEZZ_ERR_BODY_STALLED', [idleMs])
+      : errorResponse('FEZZ_ERR_BAD_REQUEST', [e.message]);
     c.closeConnection = true;
     return false;
   });

@@ -19,6 +19,8 @@ export class FunctionStats {
   readonly buckets = new Float64Array(DURATION_BUCKETS_S.length + 1);
   /** Sum of durations, in seconds. */
   sumSeconds = 0;
+  /** Requests whose client went away before the response (not counted in `requests`). */
+  clientAborts = 0;
 
   // hot path -- change with care
   /** Record one response: `status` and its duration in ms (arrival to response ready). */

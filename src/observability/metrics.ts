@@ -9,6 +9,7 @@ import { Registry, type MetricValue } from 'prom-client';
 import { registerProcessMetrics } from './process-metrics.js';
 import { DURATION_BUCKETS_S, type StatsBook } from './function-stats.js';
 import type { RuntimeStats } from '../runtime/types.js';
+import type { HostCounters } from './host-counters.js';
 
 /** What the metrics read at scrape time. */
 export interface MetricsSource {
@@ -17,6 +18,8 @@ export interface MetricsSource {
   runtimes(): Iterable<[string, RuntimeStats]>;
   /** Requests waiting for a plugin's answer. */
   pendingAbi(): number;
+  /** The listener's limits that fired. */
+  counters: HostCounters;
 }
 
 type Kind = 'counter' | 'gauge' | 'histogram';
@@ -61,11 +64,20 @@ export function createMetrics(source: MetricsSource): Registry {
     }),
     computed('fezz_cold_starts_total', 'Instances started (cold starts), by function (since its last load).', 'counter', perRuntime((s) => s.coldStarts)),
     computed('fezz_instance_crashes_total', 'Instances lost to a crash, exit, out-of-memory or a stuck event loop.', 'counter', perRuntime((s) => s.crashes)),
+    computed('fezz_uncaught_errors_total', 'Errors a function left unhandled (a throw in a timer, an unhandled rejection); the instance kept serving.', 'counter', perRuntime((s) => s.uncaughtErrors ?? 0)),
     computed('fezz_timeouts_total', 'Requests answered 504 after limits.timeoutMs.', 'counter', perRuntime((s) => s.timeouts)),
     computed('fezz_evictions_total', 'Idle instances stopped after the idle TTL.', 'counter', perRuntime((s) => s.evictions)),
     computed('fezz_queue_depth', 'Requests waiting for a free instance slot.', 'gauge', perRuntime((s) => s.queued)),
     computed('fezz_instances', 'Live instances (starting or warm).', 'gauge', perRuntime((s) => s.instances)),
     computed('fezz_inflight_requests', 'Requests running now.', 'gauge', perRuntime((s) => s.inflight)),
+    computed('fezz_client_aborts_total', 'Requests whose client went away before the response (dropped from the queue, or request.signal aborted).', 'counter', () => {
+      const out: MetricValue<string>[] = [];
+      for (const [fn, s] of source.stats.entries()) out.push({ labels: { fn }, value: s.clientAborts });
+      return out;
+    }),
+    computed('fezz_connections_dropped_total', 'Public connections closed at accept because maxConnections was reached.', 'counter', () => [{ labels: {}, value: source.counters.connectionsDropped }]),
+    computed('fezz_client_errors_total', 'Requests refused or cut before a function saw them, by reason (bad-request, headers-too-large, request-timeout, body-stalled, send-timeout, duplicate-host).', 'counter', () =>
+      [...source.counters.clientErrors].map(([reason, n]) => ({ labels: { reason }, value: n }))),
     computed('fezz_abi_pending_requests', 'Requests waiting for a plugin to push its answer.', 'gauge', () => [{ labels: {}, value: source.pendingAbi() }]),
   ];
   for (const m of metrics) registry.registerMetric(m as never);

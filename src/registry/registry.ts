@@ -55,6 +55,14 @@ export interface RegistryOptions {
   stats: StatsBook;
   /** Deadline for an instance to load its function, in ms (options.startTimeoutMs). */
   startTimeoutMs: number;
+  /**
+   * Fingerprints of versions whose start failed in an earlier reload, with the problem: a
+   * reload reports them again without retrying until their files change (so one module that
+   * never loads costs one start deadline, not one per reload). Absent: always retry.
+   */
+  failedStarts?: Map<string, LoadProblem & { at: number }>;
+  /** Told of each runtime this load creates, before it starts (so a shutdown can stop it). */
+  onCreate?: (runtime: FunctionRuntime) => void;
 }
 
 /** A loaded snapshot of the functions directory. */
@@ -128,13 +136,23 @@ export async function loadRegistry(options: RegistryOptions, previous?: Registry
     try {
       const prepared = await prepareRuntime(fn, options);
       if (old !== undefined && old.fingerprint === prepared.fingerprint) return old;
+      const known = options.failedStarts?.get(prepared.fingerprint);
+      if (known !== undefined) {
+        problems.push({ file: known.file, code: known.code, message: known.message });
+        return keepOld();
+      }
       const runtime = prepared.create();
+      options.onCreate?.(runtime);
       const v: FunctionVersion = { fn, runtime, fingerprint: prepared.fingerprint, stats: options.stats.for(fn.key), latest: false };
       if (previous !== undefined) {
+        // Bounded by startTimeoutMs: the runtime fails a start that does not finish in time.
         const failed = await runtime.ready();
         if (failed !== null) {
           await runtime.close(0);
-          throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, failed]);
+          const file = path.relative(process.cwd(), fn.manifestPath);
+          const err = fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, failed]);
+          options.failedStarts?.set(prepared.fingerprint, { file, code: err.code, message: err.message, at: Date.now() });
+          throw err;
         }
       }
       return v;
@@ -155,22 +173,51 @@ export async function loadRegistry(options: RegistryOptions, previous?: Registry
   const versions = new Map<string, FunctionVersion>();
   const latest = new Map<string, FunctionVersion>();
   const router = new HostRouter<FunctionVersion>((id, version) => (version === null ? latest.get(id) : versions.get(`${id}@${version}`)));
-  for (const id of [...byId.keys()].sort()) {
-    const list = byId.get(id)!;
-    const top = pickLatest(list);
+  for (const id of claimOrder([...byId.keys()], byId, previous)) {
+    let list = byId.get(id)!;
+    let top = pickLatest(list);
     try {
       router.check(top.fn.manifest.routes, top.fn.key);
     } catch (err) {
       report(path.relative(process.cwd(), top.fn.manifestPath), err);
+      // A function already serving keeps its last good version rather than go dark because
+      // its new version collides; a newcomer that collides is not served at all.
+      const incumbent = previous?.latest.get(id);
+      const fallback = incumbent !== undefined && list.includes(incumbent) && incumbent !== top ? incumbent : null;
+      const dropped = fallback === null ? list : list.filter((v) => v !== fallback);
       // Close only runtimes this load created; reused ones belong to `previous`.
-      await Promise.all(list.filter((v) => previous?.versions.get(v.fn.key) !== v).map((v) => v.runtime.close(0)));
-      continue;
+      await Promise.all(dropped.filter((v) => previous?.versions.get(v.fn.key) !== v).map((v) => v.runtime.close(0)));
+      if (fallback === null) continue;
+      list = [fallback];
+      top = fallback;
+      try {
+        router.check(top.fn.manifest.routes, top.fn.key);
+      } catch (again) {
+        report(path.relative(process.cwd(), top.fn.manifestPath), again);
+        continue;
+      }
     }
     for (const r of top.fn.manifest.routes) router.add(r.method, r.path, { fn: top, handler: r.handler ?? null }, top.fn.key);
     for (const v of list) { v.latest = v === top; versions.set(v.fn.key, v); }
     latest.set(id, top);
   }
   return new Registry(versions, latest, router, problems);
+}
+
+/**
+ * The order in which functions claim their routes: a function already serving (the latest
+ * version in `previous` unchanged) first, then functions that were serving with a new
+ * version, then newcomers; by id within each group. So on a hot reload the function that
+ * already serves a route keeps it and a newcomer claiming it is the one reported as a
+ * conflict and not served (the rule `fezz deploy` applies too); at start-up, by id.
+ */
+function claimOrder(ids: string[], byId: Map<string, FunctionVersion[]>, previous: Registry | undefined): string[] {
+  const rank = (id: string): number => {
+    const was = previous?.latest.get(id);
+    if (was === undefined) return 2;
+    return pickLatest(byId.get(id)!) === was ? 0 : 1;
+  };
+  return ids.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** The directory named `latest` if there is one, else the highest release, else the highest pre-release. */

@@ -13,6 +13,11 @@ export interface InvokeRequest {
   handler: string | null;
   /** Route parameters, or `null` for none. */
   params: Record<string, string> | null;
+  /**
+   * The runtime's own record of this call while it waits or runs (set by `invoke`, read by
+   * `cancel`); `null` from the caller. Opaque to everyone but the runtime.
+   */
+  slot: unknown;
 }
 
 /** Counters and gauges of one function version's runtime. */
@@ -28,6 +33,11 @@ export interface RuntimeStats {
   /** Instances lost to a crash, exit, out-of-memory or an unresponsive event loop. */
   crashes: number;
   timeouts: number;
+  /**
+   * Errors nothing in the function handled (a throw in a timer, an unhandled rejection),
+   * logged and counted while the instance kept serving. Runtimes that run JS only.
+   */
+  uncaughtErrors?: number;
   /** The last start or crash error, if any. */
   lastError: string | null;
 }
@@ -40,6 +50,12 @@ export interface FunctionRuntime {
    * inline runtime does for synchronous handlers) to save the promise hops.
    */
   invoke(req: InvokeRequest): WireResponse | Promise<WireResponse>;
+  /**
+   * The client of `req` went away: drop it if it still waits in the queue (it never runs),
+   * abort its `request.signal` if it runs, and free its slot at once. The pending `invoke`
+   * promise resolves with 499 (FEZZ_ERR_CLIENT_GONE), which nobody writes. No-op once answered.
+   */
+  cancel?(req: InvokeRequest): void;
   stats(): RuntimeStats;
   /** Start `instances.min` instances now (warm pool). Resolves when they are ready or failed. */
   warm(): Promise<void>;

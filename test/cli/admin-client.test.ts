@@ -52,11 +52,11 @@ const LIST: FunctionsList = {
     {
       key: 'hello@1.0.0', id: 'hello', version: '1.0.0', runtime: 'isolate', latest: true, state: 'warm',
       routes: [{ method: 'GET', path: '/hello', handler: null }],
-      stats: { instances: 1, inflight: 0, queued: 0, coldStarts: 1, evictions: 0, crashes: 0, timeouts: 0, lastError: null, requests: 12, errors: 1, p50Ms: 0.4, p99Ms: 2.1 },
+      stats: { instances: 1, inflight: 0, queued: 0, coldStarts: 1, evictions: 0, crashes: 0, timeouts: 0, lastError: null, requests: 12, errors: 1, clientAborts: 0, p50Ms: 0.4, p99Ms: 2.1 },
     },
     {
       key: 'echo-go@1.0.0', id: 'echo-go', version: '1.0.0', runtime: 'process', latest: true, state: 'cold', routes: [],
-      stats: { instances: 0, inflight: 0, queued: 0, coldStarts: 0, evictions: 0, crashes: 0, timeouts: 0, lastError: null, requests: 0, errors: 0, p50Ms: null, p99Ms: null },
+      stats: { instances: 0, inflight: 0, queued: 0, coldStarts: 0, evictions: 0, crashes: 0, timeouts: 0, lastError: null, requests: 0, errors: 0, clientAborts: 0, p50Ms: null, p99Ms: null },
     },
   ],
   problems: [{ file: 'functions/x@1.0.0/fezz.json', code: 'FEZZ_ERR_MANIFEST_INVALID', message: 'functions/x@1.0.0/fezz.json: field "id": must match [a-z0-9][a-z0-9-]*' }],

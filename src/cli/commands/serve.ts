@@ -10,6 +10,12 @@ function port(value: string): number {
   return n;
 }
 
+function count(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
 function ms(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer (milliseconds)');
@@ -31,7 +37,14 @@ export function serveCommand(): Command {
     .addOption(new Option('--no-watch', 'do not watch the functions directory for changes (hot reload)'))
     .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
     .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
-    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number }) => {
+    .addOption(new Option('--start-timeout <ms>', 'deadline for an instance to load its function, in ms').env('FEZZ_START_TIMEOUT').default(10_000).argParser(ms))
+    .addOption(new Option('--max-connections <n>', 'most open public connections (default: the fd limit minus a reserve)').env('FEZZ_MAX_CONNECTIONS').argParser(count))
+    .addOption(new Option('--headers-timeout <ms>', 'time a client has to send its request head, in ms').env('FEZZ_HEADERS_TIMEOUT').default(20_000).argParser(ms))
+    .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
+    .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
+    .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
+    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
+      maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }) => {
       const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
       // Loaded here, not at the top: the other commands start faster without the host.
       const { createHost } = await import('../../host/host.js');
@@ -39,6 +52,9 @@ export function serveCommand(): Command {
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
         adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token,
         accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, watch: opts.watch,
+        startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections,
+        headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
+        bodyTimeoutMs: Number(opts.bodyTimeout), sendTimeoutMs: Number(opts.sendTimeout),
       });
       const { url } = await host.listen();
       const fns = host.functions();
@@ -56,6 +72,11 @@ export function serveCommand(): Command {
         if (stopping) return;
         stopping = true;
         host.logger.info({ signal }, 'shutting down: draining in-flight requests');
+        // A backstop: whatever happens in close(), the process is gone shortly after the grace.
+        setTimeout(() => {
+          host.logger.error({ graceMs: opts.grace }, 'shutdown did not finish within the grace period; exiting now');
+          process.exit(1);
+        }, opts.grace + 2000).unref();
         host.close().then(() => {
           host.logger.info('stopped');
           process.exit(0);
@@ -64,6 +85,9 @@ export function serveCommand(): Command {
           process.exit(1);
         });
       };
+      // An unhandled rejection in the host's own thread (an inline function's stray promise)
+      // is logged, not fatal: every other function keeps serving.
+      process.on('unhandledRejection', (err) => host.logger.error({ err }, 'unhandled rejection in the host thread (an inline function?)'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });

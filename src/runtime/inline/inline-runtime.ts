@@ -50,7 +50,15 @@ export class InlineRuntime implements FunctionRuntime {
   #load(): Promise<ModuleHandlers> {
     if (this.#loading === null) {
       const t0 = performance.now();
-      this.#loading = import(this.#o.moduleUrl).then((mod: Record<string, unknown>) => {
+      // The import has a deadline (a top level that never settles must not hold a reload or
+      // the start-up); the module itself cannot be stopped on the host's thread.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`its module did not finish loading within ${this.#o.startTimeoutMs} ms (a top-level await that never settles?)`)), this.#o.startTimeoutMs);
+      });
+      const imported = import(this.#o.moduleUrl) as Promise<Record<string, unknown>>;
+      void imported.catch(() => undefined).finally(() => clearTimeout(timer));
+      this.#loading = Promise.race([imported, deadline]).then((mod: Record<string, unknown>) => {
         const h = resolveHandlers(this.#o.fnKey, mod, this.#o.handlerNames, true);
         this.#handlers = h;
         this.#stats.coldStarts++;
@@ -80,6 +88,7 @@ export class InlineRuntime implements FunctionRuntime {
     }
     this.#inflight++;
     const fast = new FastRequest(req.wire);
+    req.slot = fast;
     const ctx: Context = {
       requestId: req.requestId,
       params: req.params ?? {},
@@ -103,6 +112,11 @@ export class InlineRuntime implements FunctionRuntime {
     }
     out = out.catch((err: unknown) => this.#failed(req, err));
     return this.#withTimeout(out, fast).finally(() => { this.#inflight--; });
+  }
+
+  /** The client left: abort the handler's `request.signal` (it runs on this thread; it cannot be stopped). */
+  cancel(req: InvokeRequest): void {
+    if (req.slot instanceof FastRequest) abortRequest(req.slot, new DOMException('The client closed the connection', 'AbortError'));
   }
 
   #read(value: unknown): WireResponse | Promise<WireResponse> {

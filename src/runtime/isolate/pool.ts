@@ -52,6 +52,10 @@ interface Task {
   deadline: number;
   resolve: (res: WireResponse) => void;
   requestId: string;
+  /** The instance running it, once sent; null while queued. */
+  inst: Instance | null;
+  /** Its client left while it was queued: skipped when dequeued. */
+  cancelled: boolean;
 }
 
 class Instance {
@@ -64,6 +68,8 @@ class Instance {
   readonly startedAt: number;
   timer: NodeJS.Timeout | null = null;
   killTimer: NodeJS.Timeout | null = null;
+  /** Fires `startTimeoutMs` after the spawn unless the module loaded (Ready) first. */
+  startTimer: NodeJS.Timeout | null = null;
   lastError: (Error & { code?: string }) | null = null;
   /** Why the pool stopped this instance on purpose, if it did. */
   stopReason: 'unresponsive' | 'evicted' | 'closed' | 'load-error' | 'out-of-memory' | null = null;
@@ -80,8 +86,6 @@ class Instance {
   }
 }
 
-/** A worker that has not loaded its module by then counts as a failed start. */
-const START_TIMEOUT_MS = 30_000;
 const START_BACKOFF_MIN_MS = 1000;
 
 /** Post an instance's queued requests in one message (see protocol.ts "Batching"). */
@@ -116,10 +120,12 @@ export class IsolatePool implements FunctionRuntime {
   #queue: Task[] = [];
   #qHead = 0;
   #queueTimer: NodeJS.Timeout | null = null;
+  /** Queued tasks whose client left (still in #queue until dequeued). */
+  #cancelledQueued = 0;
   #sweepTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #startFailure: { code: string; message: string; until: number; backoff: number } | null = null;
-  #stats = { coldStarts: 0, evictions: 0, crashes: 0, timeouts: 0 };
+  #stats = { coldStarts: 0, evictions: 0, crashes: 0, timeouts: 0, uncaughtErrors: 0 };
   #lastError: string | null = null;
   #stopping = new Set<Instance>();
   #warmWaiters: Array<() => void> = [];
@@ -162,10 +168,11 @@ export class IsolatePool implements FunctionRuntime {
     const id = ++this.#taskSeq;
     const msg: RequestMessage = [ToWorker.Request, id, w.method, w.url, w.headers, body, req.handler, req.params, req.requestId];
     return new Promise<WireResponse>((resolve) => {
-      const task: Task = { id, msg, transfer, deadline: now + this.#o.limits.timeoutMs, resolve, requestId: req.requestId };
+      const task: Task = { id, msg, transfer, deadline: now + this.#o.limits.timeoutMs, resolve, requestId: req.requestId, inst: null, cancelled: false };
+      req.slot = task;
       const inst = this.#pick();
       if (inst !== null) this.#send(inst, task);
-      else if (this.#queue.length - this.#qHead < this.#o.limits.maxQueue) this.#enqueue(task);
+      else if (this.#queue.length - this.#qHead - this.#cancelledQueued < this.#o.limits.maxQueue) this.#enqueue(task);
       else resolve(errorResponse('FEZZ_ERR_QUEUE_FULL', [this.#o.fnKey, this.#o.limits.maxQueue], RETRY_AFTER));
     });
   }
@@ -199,7 +206,29 @@ export class IsolatePool implements FunctionRuntime {
     return sf === null || performance.now() >= sf.until;
   }
 
+  /** The client left: drop the task from the queue, or abort it in its worker and free its slot. */
+  cancel(req: InvokeRequest): void {
+    const task = req.slot as Task | null;
+    if (task === null || task.cancelled) return;
+    const gone = (): WireResponse => errorResponse('FEZZ_ERR_CLIENT_GONE', [this.#o.fnKey]);
+    const inst = task.inst;
+    if (inst === null) {
+      // Still queued (lazily removed: #dequeue skips it, and it no longer counts against maxQueue).
+      task.cancelled = true;
+      this.#cancelledQueued++;
+      task.resolve(gone());
+      return;
+    }
+    if (inst.pending.get(task.id) !== task) return; // answered, timed out or failed already
+    task.cancelled = true;
+    inst.pending.delete(task.id);
+    if (inst.state !== State.Dead) postDirect(inst, [ToWorker.Abort, task.id, 'client']);
+    task.resolve(gone());
+    this.#release(inst);
+  }
+
   #send(inst: Instance, task: Task): void {
+    task.inst = inst;
     inst.inflight++;
     inst.pending.set(task.id, task);
     inst.outbox.push(task.msg);
@@ -218,6 +247,9 @@ export class IsolatePool implements FunctionRuntime {
     worker.on('message', (m: unknown[]) => this.#onMessage(inst, m));
     worker.on('error', (err: Error) => { inst.lastError = err; });
     worker.on('exit', (code) => this.#onExit(inst, code));
+    // The start has a deadline of its own, whether or not a request waits: a top level that
+    // never settles (or loops) must not hold a reload, a deploy or the start-up forever.
+    inst.startTimer = setTimeout(this.#onStartTimeout, o.startTimeoutMs, inst);
     this.#ensureSweep();
     return inst;
   }
@@ -273,6 +305,7 @@ export class IsolatePool implements FunctionRuntime {
       case FromWorker.Ready: {
         if (inst.state !== State.Starting) return;
         inst.state = State.Ready;
+        if (inst.startTimer !== null) { clearTimeout(inst.startTimer); inst.startTimer = null; }
         this.#startFailure = null;
         this.#stats.coldStarts++;
         const now = performance.now();
@@ -290,6 +323,13 @@ export class IsolatePool implements FunctionRuntime {
       case FromWorker.Drained:
         inst.onDrained?.();
         return;
+      case FromWorker.Uncaught: {
+        this.#stats.uncaughtErrors++;
+        const requestId = m[2] as string | null;
+        this.#o.logger.error({ fn: this.#o.fnKey, instance: inst.seq, requestId: requestId ?? undefined, kind: m[1], err: { message: m[3], stack: m[4] } },
+          `uncaught error in the function (${m[1] as string}); the instance keeps serving`);
+        return;
+      }
       case FromWorker.Log: {
         const level = m[1] as 'info' | 'debug' | 'warn' | 'error';
         const requestId = m[3] as string | null;
@@ -298,6 +338,12 @@ export class IsolatePool implements FunctionRuntime {
       }
     }
   }
+
+  #onStartTimeout = (inst: Instance): void => {
+    inst.startTimer = null;
+    if (inst.state !== State.Starting) return;
+    this.#startFailed(inst, 'FEZZ_ERR_INSTANCE_START_FAILED', `its module did not finish loading within ${this.#o.startTimeoutMs} ms (a top-level await that never settles, or a loop?)`, '');
+  };
 
   /** The instance could not load its module: fail what waits on it, back off before retrying. */
   #startFailed(inst: Instance, code: string, message: string, stack: string): void {
@@ -325,8 +371,8 @@ export class IsolatePool implements FunctionRuntime {
     inst.inflight--;
     inst.lastActive = performance.now();
     if (this.#qHead < this.#queue.length && inst.state !== State.Dead && inst.state !== State.Stopping) {
-      const task = this.#dequeue()!;
-      this.#send(inst, task);
+      const task = this.#dequeue();
+      if (task !== undefined) this.#send(inst, task);
     }
   }
 
@@ -335,16 +381,20 @@ export class IsolatePool implements FunctionRuntime {
     if (this.#queueTimer === null) this.#queueTimer = setTimeout(this.#onQueueTimer, this.#o.limits.timeoutMs);
   }
 
+  /** The oldest queued task whose client is still there. */
   #dequeue(): Task | undefined {
-    if (this.#qHead >= this.#queue.length) return undefined;
-    const task = this.#queue[this.#qHead]!;
-    this.#queue[this.#qHead++] = undefined as unknown as Task;
-    if (this.#qHead === this.#queue.length) { this.#queue = []; this.#qHead = 0; }
-    else if (this.#qHead > 1024 && this.#qHead * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#qHead);
-      this.#qHead = 0;
+    for (;;) {
+      if (this.#qHead >= this.#queue.length) return undefined;
+      const task = this.#queue[this.#qHead]!;
+      this.#queue[this.#qHead++] = undefined as unknown as Task;
+      if (this.#qHead === this.#queue.length) { this.#queue = []; this.#qHead = 0; }
+      else if (this.#qHead > 1024 && this.#qHead * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#qHead);
+        this.#qHead = 0;
+      }
+      if (!task.cancelled) return task;
+      this.#cancelledQueued--;
     }
-    return task;
   }
 
   #drainQueue(make: () => WireResponse): void {
@@ -356,7 +406,8 @@ export class IsolatePool implements FunctionRuntime {
     this.#queueTimer = null;
     const now = performance.now();
     while (this.#qHead < this.#queue.length && this.#queue[this.#qHead]!.deadline <= now) {
-      const task = this.#dequeue()!;
+      const task = this.#dequeue();
+      if (task === undefined) break;
       this.#stats.timeouts++;
       task.resolve(errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [this.#o.fnKey, this.#o.limits.timeoutMs]));
     }
@@ -374,13 +425,9 @@ export class IsolatePool implements FunctionRuntime {
     if (inst.state === State.Dead) { inst.timer = null; return; }
     const now = performance.now();
     if (inst.state === State.Starting) {
-      // The timeout counts from when the handler can run; a start that hangs is a start failure.
-      if (now - inst.startedAt < START_TIMEOUT_MS) {
-        inst.timer = setTimeout(this.#onInstanceTimer, this.#o.limits.timeoutMs, inst);
-        return;
-      }
-      inst.timer = null;
-      this.#startFailed(inst, 'FEZZ_ERR_INSTANCE_START_FAILED', `not ready after ${START_TIMEOUT_MS} ms`, '');
+      // The timeout counts from when the handler can run; a start that hangs is a start
+      // failure, decided by the instance's start timer.
+      inst.timer = setTimeout(this.#onInstanceTimer, this.#o.limits.timeoutMs, inst);
       return;
     }
     let next = Infinity;
@@ -427,6 +474,7 @@ export class IsolatePool implements FunctionRuntime {
     this.#stopping.delete(inst);
     if (inst.timer !== null) { clearTimeout(inst.timer); inst.timer = null; }
     if (inst.killTimer !== null) { clearTimeout(inst.killTimer); inst.killTimer = null; }
+    if (inst.startTimer !== null) { clearTimeout(inst.startTimer); inst.startTimer = null; }
     inst.onDrained?.();
     if (expected) return;
     this.#stats.crashes++;
@@ -465,7 +513,9 @@ export class IsolatePool implements FunctionRuntime {
     while (this.#qHead < this.#queue.length) {
       const inst = this.#pick();
       if (inst === null) break;
-      this.#send(inst, this.#dequeue()!);
+      const task = this.#dequeue();
+      if (task === undefined) break;
+      this.#send(inst, task);
     }
   }
 
@@ -479,6 +529,7 @@ export class IsolatePool implements FunctionRuntime {
     if (inst.state === State.Dead) return;
     inst.stopReason = reason;
     inst.state = State.Stopping;
+    if (inst.startTimer !== null) { clearTimeout(inst.startTimer); inst.startTimer = null; }
     this.#remove(inst);
     void inst.worker.terminate();
   }
@@ -487,6 +538,7 @@ export class IsolatePool implements FunctionRuntime {
   #retire(inst: Instance, reason: 'evicted' | 'closed', capMs: number): Promise<void> {
     inst.stopReason = reason;
     inst.state = State.Stopping;
+    if (inst.startTimer !== null) { clearTimeout(inst.startTimer); inst.startTimer = null; }
     this.#remove(inst);
     this.#stopping.add(inst);
     return new Promise<void>((resolve) => {
@@ -546,7 +598,7 @@ export class IsolatePool implements FunctionRuntime {
     return {
       instances: this.#instances.length,
       inflight,
-      queued: this.#queue.length - this.#qHead,
+      queued: this.#queue.length - this.#qHead - this.#cancelledQueued,
       ...this.#stats,
       lastError: this.#lastError,
     };
@@ -555,6 +607,8 @@ export class IsolatePool implements FunctionRuntime {
   async close(graceMs: number): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const w of this.#readyWaiters.splice(0)) w('the runtime was closed before it was ready');
+    if (this.#warmWaiters.length > 0) this.#flushWarmWaiters();
     this.#drainQueue(() => errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
     if (this.#sweepTimer !== null) { clearInterval(this.#sweepTimer); this.#sweepTimer = null; }
     const deadline = performance.now() + graceMs;

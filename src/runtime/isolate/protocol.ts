@@ -10,7 +10,7 @@ export enum ToWorker {
   Request = 1,
   /** `[Ping]`: the worker answers `[Pong]` when its event loop turns. */
   Ping = 2,
-  /** `[Abort, id]`: the request timed out; its `request.signal` aborts. */
+  /** `[Abort, id, reason?]`: the request timed out (or, with reason `'client'`, its client left); its `request.signal` aborts. */
   Abort = 3,
   /** `[Drain]`: settle every `waitUntil`, then answer `[Drained]`. */
   Drain = 4,
@@ -36,6 +36,12 @@ export enum FromWorker {
   Log = 7,
   /** `[Batch, messages[]]`: several Response/Error/Log messages sent in one postMessage. */
   Batch = 8,
+  /**
+   * `[Uncaught, kind, requestId | null, message, stack]`: an error nothing handled (a throw in
+   * a timer, an unhandled rejection), with the request whose async context it came from. The
+   * instance keeps serving; that request, if still running, was failed with an Error message.
+   */
+  Uncaught = 9,
 }
 
 /*

@@ -26,11 +26,14 @@ installFastResponse();
 
 // Every console.* call becomes a host log line tagged with the function and the request it
 // ran for (AsyncLocalStorage follows the request through awaits and timers).
-const currentRequest = new AsyncLocalStorage<string>();
+const currentRequest = new AsyncLocalStorage<RequestScope>();
+
+/** What the async context of a request carries: the pool-local id and the host's request id. */
+interface RequestScope { readonly id: number; readonly requestId: string }
 const consoleLevels = { log: 'info', info: 'info', debug: 'debug', trace: 'debug', warn: 'warn', error: 'error' } as const;
 for (const [method, level] of Object.entries(consoleLevels)) {
   (console as unknown as Record<string, (...args: unknown[]) => void>)[method] = (...args: unknown[]) => {
-    emit([FromWorker.Log, level, format(...args), currentRequest.getStore() ?? null]);
+    emit([FromWorker.Log, level, format(...args), currentRequest.getStore()?.requestId ?? null]);
   };
 }
 
@@ -64,6 +67,28 @@ function direct(msg: unknown[]): void {
 
 port.on('message', onMessage);
 
+/*
+ * An error nothing handled (a throw in a timer callback, a promise rejected with no handler)
+ * does not end the instance, as in workerd: it is reported to the host with the request whose
+ * async context it came from, and that request, if it is still running, fails with 500. The
+ * instance goes on serving the others, unless its memory is over the limit.
+ */
+function onUncaught(kind: 'uncaughtException' | 'unhandledRejection', err: unknown): void {
+  try {
+    const scope = currentRequest.getStore();
+    const e = err as { name?: string; message?: string; stack?: string } | null;
+    const message = e !== null && typeof e === 'object' ? `${String(e.name ?? 'Error')}: ${String(e.message ?? '')}` : String(err);
+    const stack = e !== null && typeof e === 'object' && typeof e.stack === 'string' ? e.stack : '';
+    emit([FromWorker.Uncaught, kind, scope?.requestId ?? null, message, stack]);
+    if (scope !== undefined) fail(scope.id, err);
+    if (overExternalLimit()) exitOutOfMemory();
+  } catch {
+    // Reporting must never throw from here (that would end the thread).
+  }
+}
+process.on('uncaughtException', (err) => onUncaught('uncaughtException', err));
+process.on('unhandledRejection', (reason) => onUncaught('unhandledRejection', reason));
+
 // Warm the ES module loader while this worker waits as a spare: the first dynamic import of a
 // file in a thread sets up the loader and its file-reading path, and that should not be paid
 // by the function's cold start (importing a real file rather than a data: URL took the
@@ -91,7 +116,11 @@ function onMessage(msg: unknown[]): void {
       break;
     case ToWorker.Abort: {
       const r = inflight.get(msg[1] as number);
-      if (r) abortRequest(r, new DOMException('The request timed out', 'TimeoutError'));
+      if (r) {
+        abortRequest(r, msg[2] === 'client'
+          ? new DOMException('The client closed the connection', 'AbortError')
+          : new DOMException('The request timed out', 'TimeoutError'));
+      }
       break;
     }
     case ToWorker.Drain:
@@ -159,7 +188,7 @@ function handle(m: RequestMessage): void {
   const handler: Handler | null | undefined = m[6] === null ? handlers!.fetch : handlers!.named.get(m[6]);
   let result: Response | Promise<Response>;
   try {
-    result = currentRequest.run(m[8], handler!, request, env, ctx);
+    result = currentRequest.run({ id, requestId: m[8] }, handler!, request, env, ctx);
   } catch (err) {
     fail(id, err);
     return;

@@ -8,16 +8,40 @@
  *   by a plugin-host child process (native/plugin-host.ts) so a segfault kills that process,
  *   not the host. The plugin host reports each call's return code on fd 3.
  *
- * A child that exits fails its in-flight requests with 502 and is restarted with backoff;
- * a request without an answer by `limits.timeoutMs` gets 504; idle children are stopped
+ * A request without an answer by `limits.timeoutMs` gets 504; idle children are stopped
  * after the idle TTL (for `native` that unloads the library); a changed entry file
  * replaces the children (old ones finish what they have, then exit).
+ *
+ * Starts, crashes and restarts:
+ * - A child has started once the plugin host says `ready` (native: its library is loaded),
+ *   or once it stayed up PROCESS_SETTLE_MS (process: there is no ready signal). A start has
+ *   `startTimeoutMs`: past it the child gets SIGKILL and the start has failed.
+ * - A failed start (spawn error such as EMFILE, ENOENT, EACCES, EAGAIN or ENOMEM; an exit
+ *   before the child started; the start deadline) backs off: no new child for 100 ms,
+ *   doubling up to 10 s. Meanwhile a request that no live child can take gets 502
+ *   (FEZZ_ERR_PLUGIN_DOWN) at once, and so do the queued ones once no child is left.
+ * - A started child that crashes fails its in-flight requests with 502 and is replaced at
+ *   once: no window of 502s. Other requests go to the other children or wait for the
+ *   replacement (bounded by `limits.maxQueue` and their deadline). From the first crash on,
+ *   `max(instances.min, 2)` children (at most `instances.max`) are kept warm, so one crash
+ *   does not stall the function.
+ * - Unless crashes are frequent: more than CRASH_BURST (5) crashes within a window of
+ *   CRASH_WINDOW_MS (10 s, counted from the first crash after the previous window) that are
+ *   also more than CRASH_SHARE (1 in 5) of the requests sent in that window — a crash loop,
+ *   not a rare bad request. Then a crash backs off like a failed start. The backoff starts
+ *   again from 100 ms after a crash that is not frequent, or once a child that lived
+ *   STABLE_AFTER_MS after its start exits.
+ * Every failure is logged once with the function and the reason, and counted in
+ * `stats().crashes` (with the reason in `lastError`). A spawn failure never throws and never
+ * goes unhandled: every child process, stdio stream and readline interface has its
+ * 'error' listener before anything can emit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watch, statSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { errorResponse } from '../../wire/error-response.js';
 import type { WireResponse } from '../../wire/types.js';
@@ -49,7 +73,11 @@ export interface PluginRuntimeOptions {
   instances: { min: number; max: number };
   idleTtlMs: number;
   logger: Logger;
-  abi: AbiEndpoint;  /** Deadline for an instance to load the function, in ms, whether or not a request waits. */
+  abi: AbiEndpoint;
+  /**
+   * Deadline for a child to start, in ms (native: until the plugin host says `ready`).
+   * Past it the child is killed, the start counts as failed (backoff) and its requests get 502.
+   */
   startTimeoutMs: number;
 }
 
@@ -57,13 +85,17 @@ export interface PluginRuntimeOptions {
 const PASS_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'LD_LIBRARY_PATH', 'SYSTEMROOT'];
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
-/** A child that lived this long resets the crash backoff. */
+/** A child that lived this long after its start resets the backoff when it exits, in ms. */
 const STABLE_AFTER_MS = 10_000;
+/** Crashes are frequent past CRASH_BURST of them in CRASH_WINDOW_MS ms, if also past CRASH_SHARE of the requests. */
+const CRASH_WINDOW_MS = 10_000;
+const CRASH_BURST = 5;
+const CRASH_SHARE = 1 / 5;
 const RETRY_AFTER = ['retry-after', '1'];
-/** Extra time a request sent to a native child that is still loading gets, in ms. */
-const START_ALLOWANCE_MS = 10_000;
-/** A process plugin that is still running this long after its start counts as started. */
+/** A process plugin that is still running this long after its start counts as started, in ms. */
 const PROCESS_SETTLE_MS = 150;
+/** After SIGKILL, how long `close()` still waits for the child's 'exit', in ms. */
+const KILL_WAIT_MS = 200;
 
 interface Child {
   readonly seq: number;
@@ -73,8 +105,14 @@ interface Child {
   readonly ids: Set<string>;
   lastActive: number;
   stopping: boolean;
-  /** native: the plugin host said its library is loaded. */
+  /** It started: native, the plugin host said `ready`; process, it stayed up PROCESS_SETTLE_MS. */
   ready: boolean;
+  /** performance.now() when it started, in ms; 0 before. */
+  readyAt: number;
+  /** Exited, failed to spawn or was killed at its start deadline: #lost has run. */
+  gone: boolean;
+  /** Until it started: the settle timer (process) or the start deadline (native). */
+  startTimer: NodeJS.Timeout | null;
   /** Ids waiting for this turn's stdin write: one write per burst, not one per request. */
   stdinQueue: string;
 }
@@ -84,6 +122,8 @@ interface Waiting {
   done: Promise<WireResponse>;
 }
 
+const ignore = (): void => {};
+
 export class PluginRuntime implements FunctionRuntime {
   readonly #o: PluginRuntimeOptions;
   #children: Child[] = [];
@@ -91,8 +131,14 @@ export class PluginRuntime implements FunctionRuntime {
   #queue: Waiting[] = [];
   #closed = false;
   #backoffMs = 0;
+  /** No new child before this performance.now() time, in ms (backoff). */
   #downUntil = 0;
-  #lastExit = '';
+  /** Children kept warm: instances.min, then max(instances.min, 2) once a started child crashed. */
+  #warmTarget: number;
+  /** The crash window (see the module comment): its start, its crashes, the requests sent in it. */
+  #windowStart = -Infinity;
+  #windowCrashes = 0;
+  #windowSent = 0;
   #restartTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #watcher: FSWatcher | null = null;
@@ -103,23 +149,29 @@ export class PluginRuntime implements FunctionRuntime {
 
   constructor(options: PluginRuntimeOptions) {
     this.#o = options;
+    this.#warmTarget = options.instances.min;
     this.#entryStamp = stamp(options.entryPath);
   }
 
+  /**
+   * Send one request to a child (starting one if needed). Never rejects: 502
+   * FEZZ_ERR_PLUGIN_DOWN when no child is up and none can start now (backoff) or when its
+   * child dies, 503 + Retry-After when the queue is full or the runtime closed, 504 past
+   * `limits.timeoutMs`, else the plugin's answer.
+   */
   invoke(req: InvokeRequest): Promise<WireResponse> {
     if (this.#closed) return Promise.resolve(errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
     const o = this.#o;
     const child = this.#pick();
-    if (child === null && this.#children.length === 0 && performance.now() < this.#downUntil) {
-      return Promise.resolve(errorResponse('FEZZ_ERR_PLUGIN_DOWN', [o.fnKey, this.#lastExit || 'restarting']));
-    }
-    if (child === null && this.#queue.length >= o.limits.maxQueue) {
-      return Promise.resolve(errorResponse('FEZZ_ERR_QUEUE_FULL', [o.fnKey, o.limits.maxQueue], RETRY_AFTER));
+    if (child === null) {
+      // No child at all: backing off, or the spawn just failed.
+      if (this.#children.length === 0) return Promise.resolve(errorResponse('FEZZ_ERR_PLUGIN_DOWN', [o.fnKey, this.#lastError ?? 'restarting']));
+      if (this.#queue.length >= o.limits.maxQueue) return Promise.resolve(errorResponse('FEZZ_ERR_QUEUE_FULL', [o.fnKey, o.limits.maxQueue], RETRY_AFTER));
     }
     // The deadline runs from arrival: queued time counts, but a native child's cold start
-    // (loading node and the library) does not, up to START_ALLOWANCE_MS.
+    // (loading node and the library) does not, up to startTimeoutMs.
     const starting = child !== null && o.kind === 'native' && !child.ready;
-    const done = o.abi.store.add(req.requestId, o.fnKey, req.wire, o.limits.timeoutMs + (starting ? START_ALLOWANCE_MS : 0), () => {
+    const done = o.abi.store.add(req.requestId, o.fnKey, req.wire, o.limits.timeoutMs + (starting ? o.startTimeoutMs : 0), () => {
       this.#stats.timeouts++;
       return errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [o.fnKey, o.limits.timeoutMs]);
     });
@@ -146,6 +198,7 @@ export class PluginRuntime implements FunctionRuntime {
   #send(child: Child, id: string, done: Promise<WireResponse>): void {
     child.inflight++;
     child.ids.add(id);
+    this.#windowSent++;
     if (child.stdinQueue === '') setImmediate(flushStdin, child);
     child.stdinQueue += `${id}\n`;
     void done.then(() => {
@@ -157,13 +210,14 @@ export class PluginRuntime implements FunctionRuntime {
   }
 
   #dequeue(child: Child): void {
-    while (this.#queue.length > 0 && !child.stopping && child.inflight < this.#o.limits.concurrency) {
+    while (this.#queue.length > 0 && !child.stopping && !child.gone && child.inflight < this.#o.limits.concurrency) {
       const w = this.#queue.shift()!;
       if (this.#o.abi.store.get(w.req.requestId) === undefined) continue; // expired while queued
       this.#send(child, w.req.requestId, w.done);
     }
   }
 
+  /** Start a child. Returns null (and backs off) when spawn throws; an async spawn error comes as 'error'. */
   #spawn(): Child | null {
     const o = this.#o;
     const env: Record<string, string> = {};
@@ -182,35 +236,64 @@ export class PluginRuntime implements FunctionRuntime {
         stdio: ['pipe', 'pipe', 'pipe', o.kind === 'native' ? 'pipe' : 'ignore'],
       });
     } catch (err) {
-      this.#crashed(`could not start: ${(err as Error).message}`);
+      this.#failed((err as Error).message, false, undefined, 0);
       return null;
     }
     const now = performance.now();
-    const child: Child = { seq: ++this.#seq, proc, startedAt: now, inflight: 0, ids: new Set(), lastActive: now, stopping: false, ready: false, stdinQueue: '' };
+    const child: Child = {
+      seq: ++this.#seq, proc, startedAt: now, inflight: 0, ids: new Set(), lastActive: now,
+      stopping: false, ready: false, readyAt: 0, gone: false, startTimer: null, stdinQueue: '',
+    };
+    // Listeners first: a failed spawn (EMFILE, ENOENT, EACCES, EAGAIN) emits 'error' on the
+    // next tick, with no pid and no 'exit'; out of descriptors, stdin/stdio are undefined.
+    proc.on('error', (err) => this.#onError(child, err));
+    proc.on('exit', (code, signal) => this.#lost(child, signal !== null ? `killed by ${signal}` : `exited with code ${code}`));
     this.#children.push(child);
     this.#stats.coldStarts++;
     const log = o.logger.child({ fn: o.fnKey, pid: proc.pid });
-    proc.stdin!.on('error', () => { /* EPIPE when the child died; 'exit' handles it */ });
-    createInterface({ input: proc.stdout! }).on('line', (line) => log.info({ stream: 'stdout' }, line));
-    createInterface({ input: proc.stderr! }).on('line', (line) => log.warn({ stream: 'stderr' }, line));
+    proc.stdin?.on('error', ignore); // EPIPE when the child died; 'exit' handles it
+    lines(proc.stdout, (line) => log.info({ stream: 'stdout' }, line));
+    lines(proc.stderr, (line) => log.warn({ stream: 'stderr' }, line));
     if (o.kind === 'native') {
-      const results = proc.stdio[3] as NodeJS.ReadableStream;
-      createInterface({ input: results }).on('line', (line) => {
-        if (line === 'ready') child.ready = true;
-        this.#onResult(line);
-      });
+      lines(proc.stdio?.[3] as Readable | null | undefined, (line) => this.#onResult(child, line));
+      child.startTimer = setTimeout(() => this.#startExpired(child), o.startTimeoutMs);
+    } else {
+      child.startTimer = setTimeout(() => this.#started(child), Math.min(PROCESS_SETTLE_MS, o.startTimeoutMs));
     }
-    proc.on('error', (err) => { log.error({ err }, 'plugin process error'); });
-    proc.on('exit', (code, signal) => this.#onExit(child, code, signal));
     log.debug({ instance: child.seq, command: o.command }, 'plugin process started');
     this.#watchEntry();
     this.#ensureSweep();
     return child;
   }
 
-  /** `native` only: `<id> <rc>` from the plugin host once a call returned. */
-  #onResult(line: string): void {
-    if (line === 'ready') { for (const w of this.#readyWaiters.splice(0)) w(null); return; }
+  #onError(child: Child, err: Error): void {
+    // No pid: the spawn failed, and no 'exit' follows. Otherwise (a failed kill) the process
+    // lives on, and its 'exit' is what counts.
+    if (child.proc.pid === undefined) this.#lost(child, err.message); // e.g. `spawn ./main EMFILE`
+    else this.#o.logger.warn({ fn: this.#o.fnKey, pid: child.proc.pid, err }, 'plugin process error');
+  }
+
+  /** The child has started: requests waiting in ready() may go. */
+  #started(child: Child): void {
+    if (child.gone || child.ready) return;
+    if (child.startTimer !== null) { clearTimeout(child.startTimer); child.startTimer = null; }
+    child.ready = true;
+    child.readyAt = performance.now();
+    for (const w of this.#readyWaiters.splice(0)) w(null);
+  }
+
+  /** `native` only: no `ready` within startTimeoutMs. */
+  #startExpired(child: Child): void {
+    child.startTimer = null;
+    if (child.gone || child.ready) return;
+    child.proc.kill('SIGKILL');
+    // Gone now, not at its 'exit': the requests and ready() waiters must not wait for that.
+    this.#lost(child, `not ready within ${this.#o.startTimeoutMs} ms (killed)`);
+  }
+
+  /** `native` only: `ready`, then `<id> <rc>` from the plugin host once a call returned. */
+  #onResult(child: Child, line: string): void {
+    if (line === 'ready') { this.#started(child); return; }
     const sp = line.indexOf(' ');
     const id = line.slice(0, sp);
     const rc = Number(line.slice(sp + 1));
@@ -221,34 +304,78 @@ export class PluginRuntime implements FunctionRuntime {
     store.settle(id, errorResponse('FEZZ_ERR_PLUGIN_ERROR', [this.#o.fnKey, why]), false);
   }
 
-  #onExit(child: Child, code: number | null, signal: NodeJS.Signals | null): void {
+  /**
+   * `child` is gone (exited, failed to spawn, killed at its start deadline): fail its
+   * in-flight requests with 502, then replace it or back off. Runs once per child.
+   */
+  #lost(child: Child, why: string): void {
+    if (child.gone) return;
+    child.gone = true;
+    if (child.startTimer !== null) { clearTimeout(child.startTimer); child.startTimer = null; }
     const i = this.#children.indexOf(child);
     if (i !== -1) this.#children.splice(i, 1);
-    const why = signal !== null ? `killed by ${signal}` : `exited with code ${code}`;
-    const store = this.#o.abi.store;
-    for (const id of child.ids) store.settle(id, errorResponse('FEZZ_ERR_PLUGIN_DOWN', [this.#o.fnKey, why]), false);
-    for (const w of this.#readyWaiters.splice(0)) w(`plugin process ${why} before it was ready`);
-    if (child.stopping) return;
-    this.#o.logger.error({ fn: this.#o.fnKey, pid: child.proc.pid, code, signal, inflight: child.ids.size }, `plugin process ${why}`);
-    this.#crashed(why, performance.now() - child.startedAt >= STABLE_AFTER_MS);
+    const o = this.#o;
+    const store = o.abi.store;
+    // A process child that fetched one of its requests was up and speaking the ABI, even if
+    // younger than PROCESS_SETTLE_MS: a request crashed it, not its start.
+    let started = child.ready;
+    for (const id of child.ids) {
+      if (!started && store.get(id)?.fetched === true) started = true;
+      store.settle(id, errorResponse('FEZZ_ERR_PLUGIN_DOWN', [o.fnKey, why]), false);
+    }
+    if (child.ready && performance.now() - child.readyAt >= STABLE_AFTER_MS) this.#backoffMs = 0;
+    if (child.stopping || this.#closed) {
+      if (this.#children.length === 0) for (const w of this.#readyWaiters.splice(0)) w(`plugin process ${why}`);
+      return;
+    }
+    this.#failed(why, started, child.proc.pid, child.ids.size);
+    this.#refill();
   }
 
-  #crashed(why: string, stable = false): void {
+  /**
+   * Count and log one failure, then decide: a crash of a started child, while crashes are
+   * rare, is replaced at once (by the caller's #refill); anything else backs off, and with no
+   * child left the queued requests get 502 and ready() gets the reason.
+   */
+  #failed(why: string, started: boolean, pid: number | undefined, inflight: number): void {
+    const o = this.#o;
     this.#stats.crashes++;
     this.#lastError = why;
-    this.#lastExit = why;
-    this.#backoffMs = stable || this.#backoffMs === 0 ? BACKOFF_MIN_MS : Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
-    this.#downUntil = performance.now() + this.#backoffMs;
-    if (this.#closed || this.#restartTimer !== null) return;
-    // Restart after the backoff if something needs a child: min instances or queued work.
-    this.#restartTimer = setTimeout(() => {
-      this.#restartTimer = null;
-      if (this.#closed) return;
-      while (this.#children.length < Math.max(this.#o.instances.min, this.#queue.length > 0 ? 1 : 0)) {
-        if (this.#spawn() === null) return;
-      }
-      for (const c of this.#children) this.#dequeue(c);
-    }, this.#backoffMs);
+    let backOff = !started;
+    if (started) {
+      this.#warmTarget = Math.min(Math.max(o.instances.min, 2), o.instances.max);
+      const now = performance.now();
+      if (now - this.#windowStart > CRASH_WINDOW_MS) { this.#windowStart = now; this.#windowCrashes = 0; this.#windowSent = 0; }
+      this.#windowCrashes++;
+      backOff = this.#windowCrashes > CRASH_BURST && this.#windowCrashes > this.#windowSent * CRASH_SHARE;
+    }
+    if (backOff) {
+      this.#backoffMs = this.#backoffMs === 0 ? BACKOFF_MIN_MS : Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
+      this.#downUntil = performance.now() + this.#backoffMs;
+    } else {
+      this.#backoffMs = 0;
+      this.#downUntil = 0;
+    }
+    const what = started ? `plugin process ${why}` : `plugin process failed to start: ${why}`;
+    o.logger.error({ fn: o.fnKey, pid, inflight, backoffMs: backOff ? this.#backoffMs : 0 }, backOff ? `${what}; no new process for ${this.#backoffMs} ms` : `${what}; replacing it`);
+    if (this.#children.length > 0 || !backOff) return;
+    for (const w of this.#readyWaiters.splice(0)) w(what);
+    const store = o.abi.store;
+    for (const w of this.#queue.splice(0)) store.settle(w.req.requestId, errorResponse('FEZZ_ERR_PLUGIN_DOWN', [o.fnKey, why]), false);
+  }
+
+  /** Start children up to the warm target (one at least while requests wait); when backing off, once the backoff ends. */
+  #refill(): void {
+    if (this.#closed) return;
+    const need = Math.max(this.#warmTarget, this.#queue.length > 0 ? 1 : 0);
+    if (this.#children.length >= need) return;
+    const wait = this.#downUntil - performance.now();
+    if (wait > 0) {
+      this.#restartTimer ??= setTimeout(() => { this.#restartTimer = null; this.#refill(); }, wait);
+      return;
+    }
+    while (this.#children.length < need) if (this.#spawn() === null) return;
+    for (const c of this.#children) this.#dequeue(c);
   }
 
   /** Replace children when the entry file changes (a rebuilt binary or `.so`). */
@@ -263,37 +390,41 @@ export class PluginRuntime implements FunctionRuntime {
         if (now === this.#entryStamp || now === '') return;
         this.#entryStamp = now;
         this.#o.logger.info({ fn: this.#o.fnKey, entry: this.#o.entryPath }, 'entry changed: replacing plugin processes');
-        for (const c of [...this.#children]) this.#retire(c, this.#o.limits.timeoutMs);
-        if (this.#o.instances.min > 0) this.#refillMin();
+        for (const c of [...this.#children]) void this.#retire(c, this.#o.limits.timeoutMs);
+        this.#refill();
       });
+      // Best effort: a watcher that fails later (directory removed, inotify limits) just stops.
+      this.#watcher.on('error', () => this.#watcher?.close());
       this.#watcher.unref();
     } catch {
       // Watching is best effort (e.g. inotify limits); a restart picks up the change.
     }
   }
 
-  #refillMin(): void {
-    while (!this.#closed && this.#children.length < this.#o.instances.min && performance.now() >= this.#downUntil) {
-      if (this.#spawn() === null) return;
-    }
-  }
-
-  /** Stop `child` taking work, close its stdin (it exits when done), kill it after `graceMs`. */
+  /**
+   * Stop `child` taking work, close its stdin (it exits when done), SIGTERM it once idle,
+   * SIGKILL it after `graceMs` ms. Resolves at its exit, or KILL_WAIT_MS after the SIGKILL.
+   */
   #retire(child: Child, graceMs: number): Promise<void> {
     child.stopping = true;
+    if (child.startTimer !== null) { clearTimeout(child.startTimer); child.startTimer = null; }
     const i = this.#children.indexOf(child);
     if (i !== -1) this.#children.splice(i, 1);
+    const proc = child.proc;
+    if (child.gone || proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
     return new Promise((resolve) => {
-      if (child.proc.exitCode !== null || child.proc.signalCode !== null) { resolve(); return; }
-      const kill = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
-      child.proc.once('exit', () => { clearTimeout(kill); resolve(); });
-      flushStdin(child);
-      child.proc.stdin!.end();
+      const done = (): void => { clearTimeout(kill); clearInterval(term); resolve(); };
+      let kill = setTimeout(() => {
+        proc.kill('SIGKILL');
+        kill = setTimeout(done, KILL_WAIT_MS);
+      }, graceMs);
       // A plugin that ignores stdin EOF gets SIGTERM once its work is done.
       const term = setInterval(() => {
-        if (child.inflight === 0) { clearInterval(term); child.proc.kill('SIGTERM'); }
+        if (child.inflight === 0) { clearInterval(term); proc.kill('SIGTERM'); }
       }, 50);
-      child.proc.once('exit', () => clearInterval(term));
+      proc.once('exit', done);
+      flushStdin(child);
+      proc.stdin?.end();
     });
   }
 
@@ -303,7 +434,7 @@ export class PluginRuntime implements FunctionRuntime {
     this.#sweepTimer = setInterval(() => {
       const now = performance.now();
       for (const c of [...this.#children]) {
-        if (this.#children.length <= this.#o.instances.min) break;
+        if (this.#children.length <= this.#warmTarget) break;
         if (c.inflight === 0 && now - c.lastActive >= this.#o.idleTtlMs) {
           this.#stats.evictions++;
           this.#o.logger.debug({ fn: this.#o.fnKey, pid: c.proc.pid }, 'stopping idle plugin process');
@@ -315,26 +446,28 @@ export class PluginRuntime implements FunctionRuntime {
   }
 
   warm(): Promise<void> {
-    this.#refillMin();
+    this.#refill();
     return Promise.resolve();
   }
 
   /**
-   * One child up: for `native`, once the plugin host reports the library loaded; for
-   * `process`, once it has stayed up for PROCESS_SETTLE_MS (there is no ready signal).
+   * One child started (starting one if there is none): for `native`, once the plugin host
+   * reports the library loaded; for `process`, once it has stayed up PROCESS_SETTLE_MS.
+   * Resolves null, or the reason the start failed, within startTimeoutMs (+ the kill).
    */
   ready(): Promise<string | null> {
+    if (this.#closed) return Promise.resolve('shutting down');
+    for (const c of this.#children) if (c.ready) return Promise.resolve(null);
     if (this.#children.length === 0 && this.#spawn() === null) return Promise.resolve(this.#lastError ?? 'could not start');
-    const child = this.#children[0]!;
-    if (this.#o.kind === 'process') {
-      if (performance.now() - child.startedAt >= PROCESS_SETTLE_MS) return Promise.resolve(null);
-      return new Promise((resolve) => {
-        const t = setTimeout(() => { this.#readyWaiters = this.#readyWaiters.filter((w) => w !== resolve); resolve(null); }, PROCESS_SETTLE_MS);
-        this.#readyWaiters.push((err) => { clearTimeout(t); resolve(err); });
-      });
-    }
-    if (child.ready) return Promise.resolve(null);
     return new Promise((resolve) => this.#readyWaiters.push(resolve));
+  }
+
+  /**
+   * The client left: answer its pending id now (a queued id is then skipped; a running one
+   * frees its child's slot, and the plugin's late fetch or push gets 404).
+   */
+  cancel(req: InvokeRequest): void {
+    this.#o.abi.store.settle(req.requestId, errorResponse('FEZZ_ERR_CLIENT_GONE', [this.#o.fnKey]), false);
   }
 
   stats(): RuntimeStats {
@@ -343,22 +476,36 @@ export class PluginRuntime implements FunctionRuntime {
     return { instances: this.#children.length, inflight, queued: this.#queue.length, ...this.#stats, lastError: this.#lastError };
   }
 
+  /**
+   * Stop: queued requests get 503, in-flight ones have up to `graceMs` ms, then every child
+   * gets SIGKILL. Resolves within graceMs + KILL_WAIT_MS whatever the children do.
+   */
   async close(graceMs: number): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
     if (this.#sweepTimer !== null) clearInterval(this.#sweepTimer);
     this.#watcher?.close();
+    for (const w of this.#readyWaiters.splice(0)) w('shutting down');
     const store = this.#o.abi.store;
     for (const w of this.#queue.splice(0)) store.settle(w.req.requestId, errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER), false);
     await Promise.all([...this.#children].map((c) => this.#retire(c, graceMs)));
   }
 }
 
+/** Log lines of a child's stream; a stream that is missing or fails (EIO, reset) is ignored. */
+function lines(stream: Readable | null | undefined, onLine: (line: string) => void): void {
+  if (stream == null) return;
+  stream.on('error', ignore);
+  // readline re-emits its input's errors: without a listener they would be uncaught.
+  createInterface({ input: stream, crlfDelay: Infinity }).on('line', onLine).on('error', ignore);
+}
+
 function flushStdin(child: Child): void {
   const text = child.stdinQueue;
   child.stdinQueue = '';
-  if (text !== '' && child.proc.stdin!.writable) child.proc.stdin!.write(text);
+  const stdin = child.proc.stdin;
+  if (text !== '' && stdin != null && stdin.writable) stdin.write(text); // no stdin: the spawn failed
 }
 
 function stamp(file: string): string {
