@@ -69,6 +69,7 @@ export class AdminServer {
     this.#tokenDigest = digest(`Bearer ${options.token}`);
     this.#server = http.createServer({ keepAliveTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => { void this.#handle(req, res); });
     if (options.maxConnections !== undefined) this.#server.maxConnections = options.maxConnections;
+    this.#server.on('error', (err) => { if (this.#server.listening) options.logger.error({ err }, 'admin listener error'); });
   }
 
   /** Add routes. @throws Error when a method+path is taken. */

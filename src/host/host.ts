@@ -105,6 +105,9 @@ export class Host {
     const server = this.#server;
     server.on('connection', connectionTracker(this.#state, options.maxConnections, logger));
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => onClientError(this.#counters, err, socket as Socket));
+    // After listen(), a listener error (e.g. accept failing) is logged; it must never be an
+    // unhandled 'error' event that ends the process.
+    server.on('error', (err) => { if (server.listening) logger.error({ err }, 'public listener error'); });
     // Expect: 100-continue: `100 Continue` goes out only when the body will be read (bodyLimit).
     server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
       (req as unknown as Record<symbol, unknown>)[kExpectContinue] = true;
