@@ -54,7 +54,8 @@ export async function startFezz(options: FezzStartOptions): Promise<RunningFezz>
     args.push("--admin-port", String(adminPort));
     if (options.admin === true) adminUrl = `http://${LOOPBACK}:${adminPort}`;
   }
-  if (flags.has("--token")) args.push("--token", token);
+  // The token goes in the environment (`fezz serve` takes it out of its env at start), not on
+  // the command line, where it would show in the process list.
   if (options.cacheDir !== undefined) {
     if (!flags.has("--cache-dir")) throw new Error("this fezz build has no --cache-dir flag");
     args.push("--cache-dir", options.cacheDir);
@@ -62,9 +63,11 @@ export async function startFezz(options: FezzStartOptions): Promise<RunningFezz>
   const running = await startChild({
     label: options.label,
     command: process.execPath,
-    args,
+    // --zero-fill-buffers as `fezz serve` runs in production, given here so the launcher does
+    // not start a second process (the measured PID, RSS and signals are the host's own).
+    args: ["--zero-fill-buffers", ...args],
     cwd: REPO_ROOT,
-    env: serverEnv({ FEZZ_LISTEN_HOST: LOOPBACK }),
+    env: serverEnv({ FEZZ_LISTEN_HOST: LOOPBACK, FEZZ_TOKEN: token }),
     url: `http://${LOOPBACK}:${port}`,
     readyPath: "/healthz",
     readyTimeoutMs: options.readyTimeoutMs ?? 20_000,

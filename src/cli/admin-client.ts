@@ -4,7 +4,9 @@
  * {@link CliError} whose `code` and `message` the `fezz` entry point prints as one line,
  * `fezz: <code>: <message>`, before exiting 1.
  */
+import path from 'node:path';
 import { Option, type Command } from 'commander';
+import { defaultTokenFile, readTokenFile } from '../config/token.js';
 import type { DeployPackage } from '../build/deploy-bundle.js';
 
 export type { DeployPackage };
@@ -80,6 +82,8 @@ export interface LogsQuery {
 export interface ConnectionOptions {
   hostUrl?: string;
   token?: string;
+  /** A file holding the token (mode 0600), read when `token` and FEZZ_TOKEN are absent. */
+  tokenFile?: string;
 }
 
 /**
@@ -105,7 +109,8 @@ export function normaliseHostUrl(value: string): string {
 export function addConnectionOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--host-url <url>', 'URL of the admin listener of a running `fezz serve`').env('FEZZ_HOST').default(DEFAULT_HOST_URL))
-    .addOption(new Option('--token <token>', 'admin bearer token (required; `fezz serve` prints it at start-up)').env('FEZZ_TOKEN'));
+    .addOption(new Option('--token <token>', 'admin bearer token (default: the one in --token-file)').env('FEZZ_TOKEN'))
+    .addOption(new Option('--token-file <path>', 'file with the admin token (default: where `fezz serve` keeps it, $XDG_RUNTIME_DIR/fezz/admin-token or ~/.fezz/admin-token)').env('FEZZ_TOKEN_FILE'));
 }
 
 // ---- the client ----
@@ -126,9 +131,17 @@ export class AdminClient {
    */
   static from(options: ConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env): AdminClient {
     const hostUrl = options.hostUrl ?? env.FEZZ_HOST ?? DEFAULT_HOST_URL;
-    const token = options.token ?? env.FEZZ_TOKEN;
+    let token = options.token ?? env.FEZZ_TOKEN;
     if (token === undefined || token === '') {
-      throw new CliError('no admin token: pass --token or set FEZZ_TOKEN (`fezz serve` prints it at start-up)');
+      const file = options.tokenFile !== undefined ? path.resolve(options.tokenFile) : defaultTokenFile(env);
+      try {
+        token = readTokenFile(file) ?? undefined;
+      } catch (err) {
+        throw new CliError(`cannot use the admin token file: ${(err as Error).message}`);
+      }
+      if (token === undefined) {
+        throw new CliError(`no admin token: pass --token-file, set FEZZ_TOKEN_FILE or FEZZ_TOKEN (no token file at ${file}; \`fezz serve\` creates it)`);
+      }
     }
     return new AdminClient(hostUrl, token);
   }

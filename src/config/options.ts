@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fezzError } from '../errors.js';
 import { defaultConnectionCaps } from './fd-limit.js';
+import { checkToken, loadOrCreateTokenFile } from './token.js';
 import type { Middleware } from '../host/context.js';
 import type { CorsOptions } from '../host/middleware.js';
 
@@ -22,8 +23,14 @@ export interface HostOptions {
   adminPort?: number;
   /** Admin listener address. Keep it on loopback unless a firewall guards it. @default '127.0.0.1' (env FEZZ_ADMIN_LISTEN_HOST) */
   adminHost?: string;
-  /** Bearer token of the admin listener. @default a random 32-byte hex string per start (env FEZZ_TOKEN) */
+  /** Bearer token of the admin listener. @default the one in `tokenFile`, else a random 32-byte hex string per start (env FEZZ_TOKEN) */
   token?: string;
+  /**
+   * A file holding the admin token (mode 0600; created with a random token when missing).
+   * Used when `token` is not given. The file keeps the token out of the command line and the
+   * environment, where a function could read it. @default none (`fezz serve`: see config/token.ts)
+   */
+  tokenFile?: string;
   /** Dev mode: stacks in 500 bodies, debug logs, access log. @default false (env FEZZ_DEV) */
   dev?: boolean;
   /** Where bundles are cached. @default `<os tmpdir>/fezz-cache` */
@@ -130,10 +137,8 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
   if (!Array.isArray(middleware) || middleware.some((m) => typeof m !== 'function')) {
     throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['middleware', 'an array of functions (c, next) => ...', typeof middleware]);
   }
-  const token = options.token ?? randomBytes(32).toString('hex');
-  if (typeof token !== 'string' || token.length < 16 || /\s/.test(token)) {
-    throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['token', 'a string of at least 16 characters without spaces', token === undefined ? 'undefined' : `${String(token).length} characters`]);
-  }
+  const token = options.token ?? (options.tokenFile !== undefined ? loadOrCreateTokenFile(path.resolve(options.tokenFile)).token : randomBytes(32).toString('hex'));
+  checkToken(token);
   const caps = defaultConnectionCaps();
   return Object.freeze({
     dir: path.resolve(dir),

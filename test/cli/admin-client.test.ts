@@ -27,6 +27,7 @@ interface Run { code: number | null; stdout: string; stderr: string }
 function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run>; out: () => string } {
   const childEnv: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FEZZ_') && !k.startsWith('NODE_TEST')) childEnv[k] = v;
+  childEnv.FEZZ_TOKEN_FILE = path.join(os.tmpdir(), `fezz-test-no-token-${process.pid}`, 'admin-token'); // never the user's real one
   Object.assign(childEnv, env);
   const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -134,7 +135,7 @@ describe('resolving the admin listener', () => {
     assert.equal(AdminClient.from({ token: 't' }, {}).baseUrl, DEFAULT_HOST_URL);
     assert.equal(AdminClient.from({ token: 't' }, { FEZZ_HOST: 'http://h:1' }).baseUrl, 'http://h:1');
     assert.equal(AdminClient.from({ token: 't', hostUrl: 'http://f:2' }, { FEZZ_HOST: 'http://h:1' }).baseUrl, 'http://f:2');
-    assert.throws(() => AdminClient.from({}, {}), /no admin token: pass --token or set FEZZ_TOKEN/);
+    assert.throws(() => AdminClient.from({}, { FEZZ_TOKEN_FILE: '/nonexistent/fezz/admin-token' }), /no admin token: pass --token-file, set FEZZ_TOKEN_FILE or FEZZ_TOKEN/);
     assert.doesNotThrow(() => AdminClient.from({}, { FEZZ_TOKEN: 'x' }));
   });
 

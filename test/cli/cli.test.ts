@@ -23,10 +23,14 @@ const EXAMPLES = path.join(ROOT, 'examples', 'functions');
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
+const NO_TOKEN_FILE = path.join(os.tmpdir(), `fezz-test-no-token-${process.pid}`, 'admin-token');
+
 /** Run a command with no FEZZ_* variables from the outer environment. */
 function runProcess(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Run> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FEZZ_') && !k.startsWith('NODE_TEST')) env[k] = v;
+  // Never the user's real token file (~/.fezz/admin-token): one that does not exist.
+  env.FEZZ_TOKEN_FILE = NO_TOKEN_FILE;
   Object.assign(env, opts.env);
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -60,9 +64,9 @@ describe('fezz --help', { concurrency: 4 }, () => {
   const expected: Record<string, string[]> = {
     new: ['<name>', '--dir', 'FEZZ_DIR', '"./functions"', '--version', '"0.1.0"', 'Example'],
     build: ['<dir>', '--out', '.fezz/bundle.mjs', 'Example'],
-    deploy: ['<dir>', '--host-url', 'FEZZ_HOST', 'http://127.0.0.1:3001', '--token', 'FEZZ_TOKEN', '--dry-run', '--replace', 'Example'],
-    list: ['--host-url', 'FEZZ_HOST', '--token', 'FEZZ_TOKEN', '--json', 'Example'],
-    logs: ['<id>', '--host-url', 'FEZZ_HOST', '--token', 'FEZZ_TOKEN', '--no-follow', '--since', 'default: 100', '--json', 'Example'],
+    deploy: ['<dir>', '--host-url', 'FEZZ_HOST', 'http://127.0.0.1:3001', '--token', 'FEZZ_TOKEN', '--token-file', 'FEZZ_TOKEN_FILE', '--dry-run', '--replace', 'Example'],
+    list: ['--host-url', 'FEZZ_HOST', '--token', 'FEZZ_TOKEN', '--token-file', 'FEZZ_TOKEN_FILE', '--json', 'Example'],
+    logs: ['<id>', '--host-url', 'FEZZ_HOST', '--token', 'FEZZ_TOKEN', '--token-file', 'FEZZ_TOKEN_FILE', '--no-follow', '--since', 'default: 100', '--json', 'Example'],
   };
   for (const [cmd, words] of Object.entries(expected)) {
     it(`fezz ${cmd} --help documents every option, its env var and default`, async () => {
@@ -98,7 +102,7 @@ describe('bad flags and arguments', { concurrency: 4 }, () => {
   it('an admin command without a token says how to get one', async () => {
     const r = await fezz(['list']);
     assert.equal(r.code, 1);
-    assert.deepEqual(lines(r.stderr), ['fezz: no admin token: pass --token or set FEZZ_TOKEN (`fezz serve` prints it at start-up)']);
+    assert.deepEqual(lines(r.stderr), [`fezz: no admin token: pass --token-file, set FEZZ_TOKEN_FILE or FEZZ_TOKEN (no token file at ${NO_TOKEN_FILE}; \`fezz serve\` creates it)`]);
   });
 
   it('a bad --host-url is a one-line error', async () => {

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../helpers/host.js';
@@ -25,7 +26,9 @@ function request(url: string): Promise<{ status: number; body: string }> {
 describe('graceful shutdown', () => {
   it('SIGTERM: in-flight slow requests complete 200, new connections are refused, exit 0', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/bin.ts'), 'serve',
-      '--dir', path.join(FIXTURES, 'ops'), '--port', '0', '--admin-port', '0', '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--dir', path.join(FIXTURES, 'ops'), '--port', '0', '--admin-port', '0', '--no-watch'],
+      // A token file of its own, not the user's ~/.fezz/admin-token.
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEZZ_TOKEN_FILE: path.join(os.tmpdir(), `fezz-shutdown-token-${process.pid}`) } });
     let out = '';
     child.stdout.setEncoding('utf8');
     const url = await new Promise<string>((resolve, reject) => {

@@ -3,6 +3,7 @@
  * down gracefully (stop accepting, drain, exit 0).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { defaultTokenFile } from '../../config/token.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -31,7 +32,8 @@ export function serveCommand(): Command {
     .addOption(new Option('--host <address>', 'public listener address').env('FEZZ_LISTEN_HOST').default('127.0.0.1'))
     .addOption(new Option('--admin-port <port>', 'admin listener port: request-id ABI, admin API (0 = any free port)').env('FEZZ_ADMIN_PORT').default(3001).argParser(port))
     .addOption(new Option('--admin-host <address>', 'admin listener address').env('FEZZ_ADMIN_LISTEN_HOST').default('127.0.0.1'))
-    .addOption(new Option('--token <token>', 'admin bearer token (default: random per start, printed once)').env('FEZZ_TOKEN'))
+    .addOption(new Option('--token <token>', 'admin bearer token (prefer --token-file: a flag shows in the process list)').env('FEZZ_TOKEN'))
+    .addOption(new Option('--token-file <path>', 'file with the admin token, mode 0600; created with a random token if missing (default: $XDG_RUNTIME_DIR/fezz/admin-token or ~/.fezz/admin-token)').env('FEZZ_TOKEN_FILE'))
     .addOption(new Option('--dev', 'dev mode: stacks in 500 bodies, debug logs, access log').env('FEZZ_DEV').default(false))
     .addOption(new Option('--access-log', 'log one line per request').default(false))
     .addOption(new Option('--no-watch', 'do not watch the functions directory for changes (hot reload)'))
@@ -43,14 +45,20 @@ export function serveCommand(): Command {
     .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
-    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
-      maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }) => {
+    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
+      maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
+      // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
+      // leaves the environment now (before anything is spawned); a token on the command line
+      // is visible in the process list, so say so.
+      delete process.env.FEZZ_TOKEN;
+      const tokenFrom = cmd.getOptionValueSource('token');
+      const tokenFile = opts.token === undefined ? (opts.tokenFile ?? defaultTokenFile()) : undefined;
       const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
       // Loaded here, not at the top: the other commands start faster without the host.
       const { createHost } = await import('../../host/host.js');
       const host = await createHost({
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
-        adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token,
+        adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token, tokenFile,
         accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, watch: opts.watch,
         startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections,
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
@@ -59,9 +67,12 @@ export function serveCommand(): Command {
       const { url } = await host.listen();
       const fns = host.functions();
       host.logger.info({ url, admin: host.adminUrl, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
-      if (opts.token === undefined) {
-        // Printed once: plugins started by this host get it as FEZZ_TOKEN; the CLI needs it too.
-        process.stderr.write(`admin token (FEZZ_TOKEN) for ${host.adminUrl}: ${host.token}\n`);
+      if (tokenFrom === 'cli') {
+        host.logger.warn('the admin token was given with --token: any local user can read it in the process list; use --token-file or FEZZ_TOKEN');
+      }
+      if (tokenFile !== undefined) {
+        // The CLI (fezz list, deploy, logs) reads the same file; plugins get tokens of their own.
+        host.logger.info({ tokenFile }, `admin token for ${host.adminUrl} is in ${tokenFile} (FEZZ_TOKEN_FILE)`);
       }
       for (const f of fns) {
         const routes = f.latest ? f.routes.map((r) => `${r.method} ${r.path}`) : [];
