@@ -45,6 +45,7 @@ export const errorSpecs = {
 
   // --- plugins: the request-id ABI and the process/native runtimes (abi/, runtime/process) ---
   FEZZ_ERR_ABI_UNAUTHORIZED: { message: 'Missing or wrong bearer token', statusCode: 401, base: Error },
+  FEZZ_ERR_ABI_FORBIDDEN: { message: 'This token may only fetch and answer its own function\'s requests', statusCode: 403, base: Error },
   FEZZ_ERR_ABI_BAD_ID: { message: 'request_id must be a decimal integer from 1 to 2^63-1, received %s', statusCode: 400, base: TypeError },
   FEZZ_ERR_ABI_UNKNOWN_ID: { message: 'No pending request %s (unknown, answered or expired)', statusCode: 404, base: Error },
   FEZZ_ERR_ABI_ALREADY_ANSWERED: { message: 'Request %s was already answered', statusCode: 409, base: Error },

@@ -23,10 +23,13 @@ export interface PendingEntry {
 const ANSWERED_TTL_MS = 60_000;
 const ANSWERED_MAX = 100_000;
 
+/** A recently answered id: until when a second push is 409 (epoch ms), and whose it was. */
+interface Answered { readonly until: number; readonly fnKey: string }
+
 export class PendingStore {
   readonly #pending = new Map<string, PendingEntry>();
-  /** id -> epoch ms until which a second push is 409. Insertion-ordered, so oldest first. */
-  readonly #answered = new Map<string, number>();
+  /** id -> until when a second push is 409, and its function. Insertion-ordered, so oldest first. */
+  readonly #answered = new Map<string, Answered>();
   readonly #sweep: NodeJS.Timeout;
 
   constructor() {
@@ -56,10 +59,13 @@ export class PendingStore {
 
   get(id: string): PendingEntry | undefined { return this.#pending.get(id); }
 
-  /** Whether `id` was answered recently (a second push gets 409). */
-  wasAnswered(id: string): boolean {
-    const until = this.#answered.get(id);
-    return until !== undefined && until > Date.now();
+  /**
+   * Whether `id` was answered recently (a second push gets 409). With `fnKey` (a plugin's
+   * scope), only if it was that function's request: another's looks unknown (404).
+   */
+  wasAnswered(id: string, fnKey: string | null = null): boolean {
+    const a = this.#answered.get(id);
+    return a !== undefined && a.until > Date.now() && (fnKey === null || a.fnKey === fnKey);
   }
 
   /**
@@ -72,7 +78,7 @@ export class PendingStore {
     this.#pending.delete(id);
     clearTimeout(entry.timer);
     if (byPlugin) {
-      this.#answered.set(id, Date.now() + ANSWERED_TTL_MS);
+      this.#answered.set(id, { until: Date.now() + ANSWERED_TTL_MS, fnKey: entry.fnKey });
       if (this.#answered.size > ANSWERED_MAX) this.#forgetAnswered(Date.now());
     }
     entry.resolve(res);
@@ -80,7 +86,7 @@ export class PendingStore {
   }
 
   #forgetAnswered(now: number): void {
-    for (const [id, until] of this.#answered) {
+    for (const [id, { until }] of this.#answered) {
       if (until > now && this.#answered.size <= ANSWERED_MAX) break;
       this.#answered.delete(id);
     }

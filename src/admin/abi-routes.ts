@@ -5,6 +5,11 @@
  * `POST /admin/get-request-info/batch` and `POST /admin/push-response-info/batch`, which
  * carry up to 256 ids per call so that a busy plugin pays one HTTP exchange per batch
  * instead of two per request (docs/abi.md "Batches").
+ *
+ * A call made with a plugin's ABI token (`AdminRequest.scope`, the function key) reaches only
+ * the ids pending for that function: another function's id answers exactly as an unknown id
+ * does (404 FEZZ_ERR_ABI_UNKNOWN_ID, per element in the batches) and is never fetched,
+ * answered or failed. The admin token (`scope` null) reaches every id.
  */
 import type { Logger } from 'pino';
 import { FezzError, fezzError, statusText } from '../errors.js';
@@ -40,19 +45,27 @@ function itemError(id: string | null, err: unknown): { id: string | null; error:
   return { id, error: statusText(e.statusCode), code: e.code, message: e.message, statusCode: e.statusCode };
 }
 
+/**
+ * The five ABI routes over `store`, all marked `abi` (a plugin's token may call them).
+ * Statuses: 200; 400 bad id or body; 404 unknown, expired or another function's id; 409
+ * already answered (a push); 413 from the listener.
+ */
 export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
-  /** The id's entry, or the 404/409 error for it. */
-  const lookup = (id: string, forPush: boolean): PendingEntry => {
+  /**
+   * The id's entry, or the 404/409 error for it. `scope`: the caller's function key (a
+   * plugin token), or null (the admin token); another function's entry is a 404.
+   */
+  const lookup = (id: string, forPush: boolean, scope: string | null): PendingEntry => {
     const entry = store.get(id);
-    if (entry === undefined) {
-      if (forPush && store.wasAnswered(id)) throw fezzError('FEZZ_ERR_ABI_ALREADY_ANSWERED', [id]);
+    if (entry === undefined || (scope !== null && entry.fnKey !== scope)) {
+      if (forPush && store.wasAnswered(id, scope)) throw fezzError('FEZZ_ERR_ABI_ALREADY_ANSWERED', [id]);
       throw fezzError('FEZZ_ERR_ABI_UNKNOWN_ID', [id]);
     }
     return entry;
   };
 
-  const fetchOne = (id: string) => {
-    const entry = lookup(id, false);
+  const fetchOne = (id: string, scope: string | null) => {
+    const entry = lookup(id, false, scope);
     entry.fetched = true;
     return toRequestInfo(entry.wire, entry.deadlineMs);
   };
@@ -70,9 +83,9 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
   };
 
   /** One element of a batch push. @throws FezzError, after settling the request when it is pending */
-  const pushItem = (raw: unknown, endpoint: string): string => {
+  const pushItem = (raw: unknown, endpoint: string, scope: string | null): string => {
     const id = canonicalId(typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined);
-    const entry = lookup(id, true);
+    const entry = lookup(id, true, scope);
     const parsed = batchPushItemSchema.safeParse(raw);
     if (!parsed.success) malformed(entry, fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]));
     const item = parsed.data!;
@@ -92,13 +105,13 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
 
   return [
     {
-      method: 'GET', path: '/admin/get-request-info',
-      handle: ({ search }) => json(JSON.stringify(fetchOne(parseRequestId(search)))),
+      method: 'GET', path: '/admin/get-request-info', abi: true,
+      handle: ({ search, scope }) => json(JSON.stringify(fetchOne(parseRequestId(search), scope))),
     },
     {
-      method: 'POST', path: '/admin/push-response-info',
-      handle: ({ search, body }) => {
-        const entry = lookup(parseRequestId(search), true);
+      method: 'POST', path: '/admin/push-response-info', abi: true,
+      handle: ({ search, body, scope }) => {
+        const entry = lookup(parseRequestId(search), true, scope);
         let res;
         try {
           res = fromResponseInfo(body.toString('utf8'));
@@ -110,9 +123,9 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
       },
     },
     {
-      method: 'POST', path: '/admin/push-error-info',
-      handle: ({ search, body }) => {
-        const entry = lookup(parseRequestId(search), true);
+      method: 'POST', path: '/admin/push-error-info', abi: true,
+      handle: ({ search, body, scope }) => {
+        const entry = lookup(parseRequestId(search), true, scope);
         let message: string;
         try {
           message = errorInfoSchema.parse(JSON.parse(body.toString('utf8'))).message;
@@ -126,9 +139,9 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
     },
     {
       // Body {"ids": ["<id>", ...]} (1-256). Answers {"requests": [...]}: per id, in order,
-      // its RequestInfo plus "id", or the error fields (404 unknown, 400 bad id) plus "id".
-      method: 'POST', path: '/admin/get-request-info/batch',
-      handle: ({ body }) => {
+      // its RequestInfo plus "id", or the error fields (404 unknown or not the caller's, 400 bad id) plus "id".
+      method: 'POST', path: '/admin/get-request-info/batch', abi: true,
+      handle: ({ body, scope }) => {
         const endpoint = 'get-request-info/batch';
         const parsed = batchFetchSchema.safeParse(parseAbiJson(body.toString('utf8'), endpoint));
         if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]);
@@ -136,7 +149,7 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
           let id: string | null = null;
           try {
             id = canonicalId(raw);
-            return { id, ...fetchOne(id) };
+            return { id, ...fetchOne(id, scope) };
           } catch (err) {
             return itemError(id ?? raw, err);
           }
@@ -148,14 +161,14 @@ export function abiRoutes(store: PendingStore, logger: Logger): AdminRoute[] {
       // Body {"responses": [{"id", "response": ResponseInfo} | {"id", "error": ErrorInfo}, ...]}
       // (1-256). Answers {"results": [...]}: per element, in order, {"id", "ok": true} or the
       // error fields with "ok": false. A malformed element fails only its own request (502).
-      method: 'POST', path: '/admin/push-response-info/batch',
-      handle: ({ body }) => {
+      method: 'POST', path: '/admin/push-response-info/batch', abi: true,
+      handle: ({ body, scope }) => {
         const endpoint = 'push-response-info/batch';
         const parsed = batchPushEnvelopeSchema.safeParse(parseAbiJson(body.toString('utf8'), endpoint));
         if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]);
         const results = parsed.data.responses.map((raw) => {
           try {
-            return { id: pushItem(raw, endpoint), ok: true };
+            return { id: pushItem(raw, endpoint, scope), ok: true };
           } catch (err) {
             const rawId = typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined;
             return { ...itemError(typeof rawId === 'string' ? rawId : null, err), ok: false };

@@ -1,19 +1,32 @@
 /**
- * The admin listener: a second HTTP server, on loopback by default, behind a bearer token.
- * It serves the request-id ABI (plugins call it) and, later, the admin API and /metrics.
+ * The admin listener: a second HTTP server, on loopback by default, behind bearer tokens.
+ * It serves the request-id ABI (plugins call it), the admin API and /metrics.
+ *
+ * Two kinds of token (DESIGN.md "Security model"; docs/abi.md "Tokens"):
+ * - the admin token (`options.token`): every route;
+ * - a plugin's ABI token (issued by `pluginTokens`): only the routes marked `abi`, and the
+ *   route handlers see the token's function in `AdminRequest.scope`. Any other route, and
+ *   any unknown path or method, is 403 FEZZ_ERR_ABI_FORBIDDEN.
+ * Anything else is 401 FEZZ_ERR_ABI_UNAUTHORIZED.
  */
 import http from 'node:http';
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { FezzError, fezzError } from '../errors.js';
 import { errorResponseWithMessage } from '../wire/error-response.js';
 import type { WireResponse } from '../wire/types.js';
+import { AbiTokens, authDigest } from '../abi/tokens.js';
 
 /** What an admin route handler gets. */
 export interface AdminRequest {
   method: string;
   path: string;
+  /**
+   * Who is calling: null for the admin token; for a plugin's ABI token, the function key
+   * (`id@version`) it is scoped to (only `abi` routes see a non-null scope).
+   */
+  scope: string | null;
   search: URLSearchParams;
   /** `:name` segments of the route path. */
   params: Record<string, string>;
@@ -30,6 +43,11 @@ export interface AdminRequest {
 export interface AdminRoute {
   method: string;
   path: string;
+  /**
+   * An ABI endpoint: plugins' ABI tokens may call it too, and it must honour
+   * `AdminRequest.scope`. Without it, only the admin token may (a plugin token gets 403).
+   */
+  abi?: boolean;
   handle(req: AdminRequest): WireResponse | null | Promise<WireResponse | null>;
 }
 
@@ -47,7 +65,7 @@ function compile(route: AdminRoute): CompiledRoute {
 export interface AdminServerOptions {
   host: string;
   port: number;
-  /** Bearer token every request must carry. */
+  /** The admin bearer token: every route. */
   token: string;
   logger: Logger;
   /** Largest request body, in bytes (pushes carry response bodies). */
@@ -56,17 +74,20 @@ export interface AdminServerOptions {
   maxConnections?: number;
 }
 
-const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
-
 export class AdminServer {
   readonly #o: AdminServerOptions;
   readonly #routes: CompiledRoute[] = [];
   readonly #server: http.Server;
   readonly #tokenDigest: Buffer;
+  /**
+   * The plugins' ABI tokens this listener accepts besides the admin token: each reaches the
+   * `abi` routes only, for its own function's requests. Plugin runtimes issue and revoke them.
+   */
+  readonly pluginTokens = new AbiTokens();
 
   constructor(options: AdminServerOptions) {
     this.#o = options;
-    this.#tokenDigest = digest(`Bearer ${options.token}`);
+    this.#tokenDigest = authDigest(`Bearer ${options.token}`);
     this.#server = http.createServer({ keepAliveTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => { void this.#handle(req, res); });
     if (options.maxConnections !== undefined) this.#server.maxConnections = options.maxConnections;
     this.#server.on('error', (err) => { if (this.#server.listening) options.logger.error({ err }, 'admin listener error'); });
@@ -104,10 +125,17 @@ export class AdminServer {
     });
   }
 
-  #authorized(req: http.IncomingMessage): boolean {
+  /**
+   * The caller's scope: null for the admin token, the function key for a plugin's ABI
+   * token, undefined for neither (401).
+   */
+  #scope(req: http.IncomingMessage): string | null | undefined {
     const h = req.headers.authorization;
+    if (typeof h !== 'string') return undefined;
     // Compare digests: constant time, and no length leak.
-    return typeof h === 'string' && timingSafeEqual(digest(h), this.#tokenDigest);
+    const d = authDigest(h);
+    if (timingSafeEqual(d, this.#tokenDigest)) return null;
+    return this.pluginTokens.scopeOf(d);
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -133,7 +161,8 @@ export class AdminServer {
   }
 
   async #route(req: http.IncomingMessage, res: http.ServerResponse): Promise<WireResponse | null> {
-    if (!this.#authorized(req)) {
+    const scope = this.#scope(req);
+    if (scope === undefined) {
       req.resume();
       throw fezzError('FEZZ_ERR_ABI_UNAUTHORIZED');
     }
@@ -141,6 +170,7 @@ export class AdminServer {
     const method = req.method ?? 'GET';
     let pathMatched = false;
     for (const c of this.#routes) {
+      if (scope !== null && c.route.abi !== true) continue; // not for a plugin token
       const m = c.re.exec(url.pathname);
       if (m === null) continue;
       pathMatched = true;
@@ -148,9 +178,11 @@ export class AdminServer {
       const params: Record<string, string> = {};
       c.names.forEach((n, i) => { params[n] = decodeSegment(req, m[i + 1]!); });
       const body = method === 'GET' || method === 'HEAD' ? Buffer.alloc(0) : await this.#readBody(req);
-      return c.route.handle({ method, path: url.pathname, search: url.searchParams, params, body, res });
+      return c.route.handle({ method, path: url.pathname, scope, search: url.searchParams, params, body, res });
     }
     req.resume();
+    // A plugin token learns nothing about the rest of the listener: every other method and path is 403.
+    if (scope !== null) throw fezzError('FEZZ_ERR_ABI_FORBIDDEN');
     if (pathMatched) throw fezzError('FEZZ_ERR_ADMIN_METHOD', [method, url.pathname]);
     throw fezzError('FEZZ_ERR_ADMIN_NOT_FOUND', [method, url.pathname]);
   }

@@ -173,7 +173,7 @@ export class Host {
   /** The admin listener's URL (what plugins get as FEZZ_HOST). */
   get adminUrl(): string { return this.#admin.url; }
 
-  /** The admin listener's bearer token (what plugins get as FEZZ_TOKEN). */
+  /** The admin listener's bearer token: every admin route. Plugins never get it: each plugin runtime gets a token scoped to its own requests (abi/tokens.ts). */
   get token(): string { return this.options.token; }
 
   /** Requests waiting for a plugin's answer now (the ABI's pending map). */
@@ -418,7 +418,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   const store = new PendingStore();
   const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES, maxConnections: resolved.adminMaxConnections });
   admin.add(abiRoutes(store, logger));
-  const abi: AbiEndpoint = { store, token: resolved.token, url: () => admin.url };
+  // Plugins get their own scoped tokens from the admin listener, never resolved.token.
+  const abi: AbiEndpoint = { store, tokens: admin.pluginTokens, url: () => admin.url };
   const stats = new StatsBook();
   const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats, startTimeoutMs: resolved.startTimeoutMs });
   return new Host(resolved, logger, logs, registry, stats, abi, admin);

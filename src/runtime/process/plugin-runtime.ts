@@ -8,6 +8,10 @@
  *   by a plugin-host child process (native/plugin-host.ts) so a segfault kills that process,
  *   not the host. The plugin host reports each call's return code on fd 3.
  *
+ * Each runtime has its own ABI token (src/abi/tokens.ts), issued when its first child starts
+ * and given to every child as FEZZ_TOKEN (never the admin token): it reaches only this
+ * function version's requests. `close()` revokes it once the children are gone.
+ *
  * A request without an answer by `limits.timeoutMs` gets 504; idle children are stopped
  * after the idle TTL (for `native` that unloads the library); a changed entry file
  * replaces the children (old ones finish what they have, then exit).
@@ -47,6 +51,7 @@ import { errorResponse } from '../../wire/error-response.js';
 import type { WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { PendingStore } from '../../abi/pending-store.js';
+import type { AbiTokens } from '../../abi/tokens.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
 
 /** How the host reaches the ABI, for the children's environment. */
@@ -54,7 +59,8 @@ export interface AbiEndpoint {
   store: PendingStore;
   /** The admin listener's URL (FEZZ_HOST); read when a child starts. */
   url(): string;
-  token: string;
+  /** Issues each runtime's FEZZ_TOKEN, scoped to its function key, and revokes it at close. */
+  tokens: AbiTokens;
 }
 
 export interface PluginRuntimeOptions {
@@ -146,6 +152,8 @@ export class PluginRuntime implements FunctionRuntime {
   #stats = { coldStarts: 0, evictions: 0, crashes: 0, timeouts: 0 };
   #lastError: string | null = null;
   #readyWaiters: Array<(err: string | null) => void> = [];
+  /** This runtime's ABI token (FEZZ_TOKEN): issued at the first spawn, revoked by close(). */
+  #token: string | null = null;
 
   constructor(options: PluginRuntimeOptions) {
     this.#o = options;
@@ -224,7 +232,7 @@ export class PluginRuntime implements FunctionRuntime {
     for (const k of PASS_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
     Object.assign(env, o.env, {
       FEZZ_HOST: o.abi.url(),
-      FEZZ_TOKEN: o.abi.token,
+      FEZZ_TOKEN: this.#token ??= o.abi.tokens.issue(o.fnKey),
       FEZZ_FUNCTION_ID: o.id,
       FEZZ_FUNCTION_VERSION: o.version,
       UV_THREADPOOL_SIZE: String(Math.min(1024, Math.max(4, o.limits.concurrency))),
@@ -478,7 +486,8 @@ export class PluginRuntime implements FunctionRuntime {
 
   /**
    * Stop: queued requests get 503, in-flight ones have up to `graceMs` ms, then every child
-   * gets SIGKILL. Resolves within graceMs + KILL_WAIT_MS whatever the children do.
+   * gets SIGKILL; then the ABI token is revoked (401 from then on). Resolves within
+   * graceMs + KILL_WAIT_MS whatever the children do.
    */
   async close(graceMs: number): Promise<void> {
     if (this.#closed) return;
@@ -490,6 +499,8 @@ export class PluginRuntime implements FunctionRuntime {
     const store = this.#o.abi.store;
     for (const w of this.#queue.splice(0)) store.settle(w.req.requestId, errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER), false);
     await Promise.all([...this.#children].map((c) => this.#retire(c, graceMs)));
+    if (this.#token !== null) this.#o.abi.tokens.revoke(this.#token);
+    this.#token = null;
   }
 }
 
