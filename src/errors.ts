@@ -68,6 +68,7 @@ export const errorSpecs = {
   FEZZ_ERR_MANIFEST_DIR_NAME: { message: '%s: directory name must be "%s" (from the manifest\'s id and version), got "%s"', statusCode: 500, base: TypeError },
   FEZZ_ERR_ENTRY_MISSING: { message: '%s: field "entry": file %s does not exist%s', statusCode: 500, base: Error },
   FEZZ_ERR_ENTRY_OUTSIDE: { message: '%s: field "entry": %s must stay inside the function directory', statusCode: 500, base: RangeError },
+  FEZZ_ERR_PERMISSION_DENIED: { message: '%s: the function imports %s, which its permissions do not grant: %s', statusCode: 500, base: Error },
   FEZZ_ERR_BUILD_FAILED: { message: '%s: bundling %s failed: %s', statusCode: 500, base: Error },
 
   // --- configuration (config/) ---

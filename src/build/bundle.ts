@@ -9,11 +9,12 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { isBuiltin } from 'node:module';
 import * as esbuild from 'esbuild';
 import { fezzError } from '../errors.js';
 
-/** Bump when the build options below change, so old cache entries are not reused. */
-const BUILD_FORMAT = 1;
+/** Bump when the build options below (or the index's shape) change, so old cache entries are not reused. */
+const BUILD_FORMAT = 2;
 
 export interface BundleResult {
   /** Absolute path of the bundled `.mjs`. */
@@ -22,6 +23,12 @@ export interface BundleResult {
   url: string;
   /** Whether the cache answered (no esbuild run). */
   cached: boolean;
+  /**
+   * Node built-in modules the code imports by name (import, dynamic import of a string,
+   * require of a string), without the `node:` prefix, sorted: e.g. `['crypto', 'fs']`.
+   * What the manifest's `permissions` are checked against (manifest/permissions.ts).
+   */
+  builtins: string[];
 }
 
 interface CacheIndex {
@@ -29,6 +36,7 @@ interface CacheIndex {
   esbuild: string;
   inputs: Record<string, string>;
   output: string;
+  builtins: string[];
 }
 
 const sha = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
@@ -95,7 +103,7 @@ export async function bundleEntry(entryPath: string, cacheDir: string, label: st
   const hit = await readIndex(indexFile);
   if (hit !== null) {
     const file = path.join(cacheDir, hit.output);
-    return { file, url: pathToFileURL(file).href, cached: true };
+    return { file, url: pathToFileURL(file).href, cached: true, builtins: hit.builtins };
   }
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
@@ -115,8 +123,22 @@ export async function bundleEntry(entryPath: string, cacheDir: string, label: st
     const abs = path.resolve(base, rel);
     inputs[abs] = sha(await readFile(abs));
   }
-  await writeAtomic(indexFile, JSON.stringify({ format: BUILD_FORMAT, esbuild: esbuild.version, inputs, output } satisfies CacheIndex));
-  return { file, url: pathToFileURL(file).href, cached: false };
+  const builtins = builtinImports(result.metafile);
+  await writeAtomic(indexFile, JSON.stringify({ format: BUILD_FORMAT, esbuild: esbuild.version, inputs, output, builtins } satisfies CacheIndex));
+  return { file, url: pathToFileURL(file).href, cached: false, builtins };
+}
+
+/** The Node built-ins a bundle's inputs import by name (externals esbuild left as imports). */
+function builtinImports(metafile: esbuild.Metafile): string[] {
+  const out = new Set<string>();
+  for (const input of Object.values(metafile.inputs)) {
+    for (const imp of input.imports) {
+      if (imp.external !== true) continue;
+      const name = imp.path.startsWith('node:') ? imp.path.slice(5) : imp.path;
+      if (isBuiltin(name) || isBuiltin(imp.path)) out.add(name);
+    }
+  }
+  return [...out].sort();
 }
 
 async function readIndex(indexFile: string): Promise<CacheIndex | null> {

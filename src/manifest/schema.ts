@@ -45,6 +45,26 @@ const instancesSchema = z.strictObject({
   max: z.number().int().min(1).max(256).default(2),
 });
 
+/**
+ * What a function may reach beyond its own bundle; everything else is denied (DESIGN.md
+ * "Security model", modelled on Deno's `--allow-*` and Spin's `allowed_outbound_hosts`).
+ */
+const permissionsSchema = z.strictObject({
+  /**
+   * Hosts the function may call: `"https://api.example.com"`, `"api.example.com:8443"`,
+   * `"*.internal.example"`. Needed to import `node:http`, `https`, `net`, `tls`, `dgram`,
+   * `dns`, `http2`. @default [] (no outbound network)
+   */
+  outbound: z.array(z.string().regex(/^(https?:\/\/)?(\*\.)?[A-Za-z0-9.-]+(:(\d{1,5}|\*))?\/?$/, 'must be a host, e.g. "https://api.example.com", "api.example.com:8443" or "*.example.com"')).max(256).default([]),
+  /**
+   * Files or directories inside the function's directory that it may read at run time, e.g.
+   * `"static/"`. Needed to import `node:fs`. @default [] (only its own bundle)
+   */
+  files: z.array(z.string().min(1).refine((f) => !f.startsWith('/') && !f.split(/[\\/]/).includes('..'), 'must be a relative path inside the function directory')).max(256).default([]),
+  /** Names of the host's environment variables handed to the function's `env`. @default [] */
+  env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').refine((n) => !n.startsWith('FEZZ_'), 'FEZZ_* variables are the host\'s own')).max(256).default([]),
+});
+
 /** The manifest as written in `fezz.json`, validated and with defaults applied. */
 export const manifestSchema = z.strictObject({
   /** `[a-z0-9][a-z0-9-]*`, e.g. `"todos"`. */
@@ -61,6 +81,7 @@ export const manifestSchema = z.strictObject({
   instances: instancesSchema.default(instancesSchema.parse({})),
   /** Seconds an idle instance is kept warm before eviction (fractions allowed). @default 300 */
   idleTtlSeconds: z.number().positive().max(7 * 24 * 3600).default(300),
+  permissions: permissionsSchema.default(permissionsSchema.parse({})),
 }).refine((m) => m.instances.min <= m.instances.max, {
   message: 'instances.min must not exceed instances.max', path: ['instances', 'min'],
 });
@@ -70,6 +91,7 @@ export type Manifest = z.output<typeof manifestSchema>;
 export type ManifestRoute = Manifest['routes'][number];
 export type RuntimeKind = Manifest['runtime'];
 export type Limits = Manifest['limits'];
+export type Permissions = Manifest['permissions'];
 
 /**
  * Render zod issues as `field "limits.timeoutMs": expected ..., received ...` lines, one per

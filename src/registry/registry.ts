@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { FezzError, fezzError } from '../errors.js';
 import { loadFunctionDir, type ResolvedFunction } from '../manifest/load.js';
 import { bundleEntry } from '../build/bundle.js';
+import { checkBuiltins, functionEnv } from '../manifest/permissions.js';
 import { HostRouter } from '../router/router.js';
 import { IsolatePool } from '../runtime/isolate/pool.js';
 import { InlineRuntime } from '../runtime/inline/inline-runtime.js';
@@ -237,8 +238,10 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
   switch (m.runtime) {
     case 'isolate':
     case 'inline': {
-      const bundle = await bundleEntry(fn.entryPath, options.cacheDir, path.relative(process.cwd(), fn.manifestPath));
-      const common = { fnKey: fn.key, moduleUrl: bundle.url, env: m.env, handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
+      const label = path.relative(process.cwd(), fn.manifestPath);
+      const bundle = await bundleEntry(fn.entryPath, options.cacheDir, label);
+      checkBuiltins(bundle.builtins, m.permissions, label);
+      const common = { fnKey: fn.key, moduleUrl: bundle.url, env: functionEnv(m.env, m.permissions), handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
       return {
         fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}`,
         create: () => m.runtime === 'isolate'
@@ -252,7 +255,7 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       const st = await stat(fn.entryPath);
       const base = {
         fnKey: fn.key, id: fn.id, version: fn.version, kind: m.runtime, cwd: fn.dir, entryPath: fn.entryPath,
-        env: m.env, limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
+        env: functionEnv(m.env, m.permissions), limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
         startTimeoutMs: options.startTimeoutMs,
       } as const;
       return {

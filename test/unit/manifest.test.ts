@@ -9,6 +9,7 @@ describe('manifest schema', () => {
       id: 'todos', version: '1.2.0', entry: 'index.ts', runtime: 'isolate', routes: [], env: {},
       limits: { timeoutMs: 10000, memoryMb: 128, concurrency: 64, maxQueue: 1000, maxBodyBytes: 6291456 },
       instances: { min: 0, max: 2 }, idleTtlSeconds: 300,
+      permissions: { outbound: [], files: [], env: [] },
     });
     assert.equal(manifestSchema.parse({ id: 'x', version: '1.0.0', entry: 'i.js', routes: [{ path: '/a' }] }).routes[0]!.method, 'GET');
   });
