@@ -17,6 +17,7 @@ import { bundleEntry } from '../build/bundle.js';
 import { checkBuiltins, functionEnv } from '../manifest/permissions.js';
 import { HostRouter } from '../router/router.js';
 import { IsolatePool } from '../runtime/isolate/pool.js';
+import type { WorkerGrants } from '../runtime/isolate/permissions.js';
 import { InlineRuntime } from '../runtime/inline/inline-runtime.js';
 import type { FunctionRuntime } from '../runtime/types.js';
 import { PluginRuntime, type AbiEndpoint } from '../runtime/process/plugin-runtime.js';
@@ -245,7 +246,7 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       return {
         fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}`,
         create: () => m.runtime === 'isolate'
-          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000 })
+          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn) })
           : new InlineRuntime(common),
       };
     }
@@ -264,6 +265,12 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       };
     }
   }
+}
+
+/** What the thread tier lets an isolate worker reach beyond its bundle: the manifest's grants. */
+function workerGrants(fn: ResolvedFunction): WorkerGrants {
+  const p = fn.manifest.permissions;
+  return { read: p.files.map((f) => path.join(fn.dir, f)), net: p.outbound.length > 0 };
 }
 
 async function assertExecutable(fn: ResolvedFunction): Promise<void> {

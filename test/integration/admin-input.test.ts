@@ -4,6 +4,7 @@
 // concurrent deploys and deletes of one version, and manifests that are not objects.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { mkdtemp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -117,15 +118,20 @@ describe('admin input', () => {
 
   it('a deploy not served after the reload names its own problem, not a look-alike', async () => {
     // Starts once (the deploy's probe), then fails (the reload); "xonce@1.0.0" is another problem.
-    const marker = path.join(outside, 'once-started');
-    const code = `import { existsSync, writeFileSync } from 'node:fs';\n` +
-      `if (existsSync(${JSON.stringify(marker)})) throw new Error('second start on purpose');\n` +
-      `writeFileSync(${JSON.stringify(marker)}, '');\n` + source('once');
-    const r = await deploy({ 'fezz.json': b64(manifest('once', '1.0.0')), 'index.js': b64(code) });
-    assert.equal(r.status, 422, JSON.stringify(r.body));
-    assert.equal(r.body.code, 'FEZZ_ERR_DEPLOY_REJECTED');
-    assert.match(r.body.message!, /second start on purpose/);
-    await rm(marker, { force: true });
+    // The starts are counted by a loopback server: a function reads no file outside its grants.
+    let starts = 0;
+    const counter = http.createServer((_req, res) => { res.end(String(++starts)); });
+    await new Promise<void>((r) => counter.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(counter.address() as net.AddressInfo).port}/`;
+    const code = `if ((await (await fetch(${JSON.stringify(url)})).text()) !== '1') throw new Error('second start on purpose');\n` + source('once');
+    try {
+      const r = await deploy({ 'fezz.json': b64(manifest('once', '1.0.0', { permissions: { outbound: ['127.0.0.1'] } })), 'index.js': b64(code) });
+      assert.equal(r.status, 422, JSON.stringify(r.body));
+      assert.equal(r.body.code, 'FEZZ_ERR_DEPLOY_REJECTED');
+      assert.match(r.body.message!, /second start on purpose/);
+    } finally {
+      counter.close();
+    }
   });
 
   it('a file name the file system refuses is a 400 naming the file, and leaves the directory as it was', async () => {

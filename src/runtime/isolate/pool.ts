@@ -13,7 +13,8 @@
  */
 import { Buffer } from 'node:buffer';
 import type { Worker } from 'node:worker_threads';
-import { ensureSpare, startWorker, takeSpare } from './spares.js';
+import { admitBundle, dropSpare, ensureSpare, startWorker, takeSpare } from './spares.js';
+import { NO_GRANTS, type WorkerGrants } from './permissions.js';
 import { trimAfterExit } from './memory-trim.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -40,6 +41,8 @@ export interface IsolatePoolOptions {
   /** Put handler messages and stacks in 500 bodies. */
   dev: boolean;  /** Deadline for an instance to load the function, in ms, whether or not a request waits. */
   startTimeoutMs: number;
+  /** What its workers may reach beyond its bundle (the manifest's `permissions`). @default none */
+  grants?: WorkerGrants;
 }
 
 const enum State { Starting, Ready, Stopping, Dead }
@@ -111,6 +114,7 @@ const RETRY_AFTER = ['retry-after', '1'];
 
 export class IsolatePool implements FunctionRuntime {
   readonly #o: IsolatePoolOptions;
+  readonly #grants: WorkerGrants;
   readonly #loadData: WorkerLoadData;
   /** Live instances (Starting or Ready). */
   #instances: Instance[] = [];
@@ -133,7 +137,8 @@ export class IsolatePool implements FunctionRuntime {
 
   constructor(options: IsolatePoolOptions) {
     this.#o = options;
-    ensureSpare(options.limits.memoryMb);
+    this.#grants = options.grants ?? NO_GRANTS;
+    ensureSpare(options.limits.memoryMb, this.#grants);
     this.#loadData = {
       fnKey: options.fnKey,
       moduleUrl: options.moduleUrl,
@@ -240,8 +245,9 @@ export class IsolatePool implements FunctionRuntime {
   #spawn(): Instance {
     const o = this.#o;
     // A pre-started blank worker makes the cold start just the import of the bundle.
-    const worker = takeSpare(o.limits.memoryMb) ?? startWorker(o.limits.memoryMb);
-    worker.postMessage([ToWorker.Load, this.#loadData]);
+    const worker = takeSpare(o.limits.memoryMb, this.#grants) ?? startWorker(o.limits.memoryMb, this.#grants);
+    // A hardened worker reads only its own inbox: the bundle is linked there first.
+    worker.postMessage([ToWorker.Load, { ...this.#loadData, moduleUrl: admitBundle(worker, o.moduleUrl) } satisfies WorkerLoadData]);
     const inst = new Instance(++this.#seq, worker, performance.now());
     this.#instances.push(inst);
     worker.on('message', (m: unknown[]) => this.#onMessage(inst, m));
@@ -607,6 +613,7 @@ export class IsolatePool implements FunctionRuntime {
   async close(graceMs: number): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    dropSpare(this.#o.limits.memoryMb, this.#grants);
     for (const w of this.#readyWaiters.splice(0)) w('the runtime was closed before it was ready');
     if (this.#warmWaiters.length > 0) this.#flushWarmWaiters();
     this.#drainQueue(() => errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));

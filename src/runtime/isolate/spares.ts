@@ -3,40 +3,105 @@
  * (a V8 isolate, Node's bootstrap, the worker entry) is most of a cold start; a spare has
  * done all that already, so a cold start only imports the function's bundle. Spares are
  * unref'd (they never keep the process alive) and the taker gets a fresh one started behind it.
+ *
+ * Workers start hardened (permissions.ts): under Node's permission model, reading only fezz's
+ * worker code and an inbox of their own, into which {@link admitBundle} links the function's
+ * bundle once the worker is given one. So a spare, shared by every function with the same
+ * heap limit, holds no grant to any function's files until it is taken. A function whose
+ * manifest grants files (or, on Node >= 25, the network) gets spares of its own, kept per
+ * grants and dropped with {@link dropSpare} when its pool closes.
  */
 import { Worker } from 'node:worker_threads';
+import { admitToInbox, grantsKey, hardenedLaunch, hardeningEnabled, NO_GRANTS, releaseInbox, type WorkerGrants } from './permissions.js';
 
-/** The worker script: compiled `.js` beside this file, or a tsx bootstrap when run from sources. */
+/**
+ * The worker script when hardening is off: compiled `.js` beside this file, or a tsx
+ * bootstrap when run from sources.
+ */
 export const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './worker-entry.source.mjs' : './worker-entry.js', import.meta.url);
 
-const spares = new Map<number, Worker>();
+/** What a worker gets as `workerData`. */
+export interface WorkerStartData {
+  /** Run the in-thread lockdown (lockdown.ts) before anything else: set with the permission model. */
+  hardened: boolean;
+}
+
+interface Spare { worker: Worker; forget: () => void }
+
+/** Spares by hardening, heap limit and grants (a spare started with other settings would not do). */
+const spares = new Map<string, Spare>();
+/** Open pools per key of spares for a function's own grants (see {@link dropSpare}). */
+const users = new Map<string, number>();
+/** The inbox of each hardened worker. */
+const inboxes = new WeakMap<Worker, string>();
 let enabled = true;
 
-/** A new blank worker with `memoryMb` of old-generation heap; it waits for a Load message. */
-export function startWorker(memoryMb: number): Worker {
-  return new Worker(WORKER_URL, {
+/** Whether workers with `grants` differ from the shared spares (no grants, or hardening off). */
+const hasOwnGrants = (grants: WorkerGrants): boolean => hardeningEnabled() && grantsKey(grants) !== grantsKey(NO_GRANTS);
+const spareKey = (memoryMb: number, grants: WorkerGrants): string =>
+  hardeningEnabled() ? `h:${memoryMb}:${grantsKey(grants)}` : `u:${memoryMb}`;
+
+/**
+ * A new blank worker with `memoryMb` of old-generation heap, hardened with `grants` (unless
+ * hardening is off); it waits for a Load message, whose module URL must come from
+ * {@link admitBundle}.
+ */
+export function startWorker(memoryMb: number, grants: WorkerGrants = NO_GRANTS): Worker {
+  const common = {
     // The function's env arrives with the Load message; never the host's environment.
     env: {},
     resourceLimits: { maxOldGenerationSizeMb: memoryMb },
     name: 'fezz:isolate',
-  });
-}
-
-/** Keep one spare with this heap limit ready (started in the background, unref'd). */
-export function ensureSpare(memoryMb: number): void {
-  if (!enabled || spares.has(memoryMb)) return;
+  };
+  if (!hardeningEnabled()) return new Worker(WORKER_URL, { ...common, workerData: { hardened: false } satisfies WorkerStartData });
+  const launch = hardenedLaunch(grants);
   let w: Worker;
   try {
-    w = startWorker(memoryMb);
+    w = new Worker(launch.url, { ...common, execArgv: launch.execArgv, workerData: { hardened: true } satisfies WorkerStartData });
+  } catch (err) {
+    releaseInbox(launch.inbox);
+    throw err;
+  }
+  inboxes.set(w, launch.inbox);
+  w.once('exit', () => releaseInbox(launch.inbox));
+  return w;
+}
+
+/**
+ * Make the bundle at `moduleUrl` readable by `worker` and return the URL it must import:
+ * for a hardened worker, the bundle linked into its inbox (a hard link, microseconds); else
+ * `moduleUrl` itself. Call once, just before posting the Load message.
+ */
+export function admitBundle(worker: Worker, moduleUrl: string): string {
+  const inbox = inboxes.get(worker);
+  return inbox === undefined ? moduleUrl : admitToInbox(inbox, moduleUrl);
+}
+
+/**
+ * Keep one spare with this heap limit and grants ready (started in the background, unref'd).
+ * A pool calls it once, and {@link dropSpare} once when it closes: spares for a function's
+ * own grants are kept only while a pool with those grants is open.
+ */
+export function ensureSpare(memoryMb: number, grants: WorkerGrants = NO_GRANTS): void {
+  const key = spareKey(memoryMb, grants);
+  if (hasOwnGrants(grants)) users.set(key, (users.get(key) ?? 0) + 1);
+  startSpare(key, memoryMb, grants);
+}
+
+function startSpare(key: string, memoryMb: number, grants: WorkerGrants): void {
+  if (!enabled || spares.has(key) || (hasOwnGrants(grants) && !users.has(key))) return;
+  let w: Worker;
+  try {
+    w = startWorker(memoryMb, grants);
   } catch {
     return;
   }
   w.unref();
   // A spare that dies before it is taken is just forgotten.
-  const forget = (): void => { if (spares.get(memoryMb) === w) spares.delete(memoryMb); };
+  const forget = (): void => { if (spares.get(key)?.worker === w) spares.delete(key); };
   w.once('exit', forget);
   w.once('error', forget);
-  spares.set(memoryMb, w);
+  spares.set(key, { worker: w, forget });
 }
 
 /**
@@ -51,12 +116,14 @@ const REFILL_AT_LATEST_MS = 1_000;
  * a worker is ~40 ms of CPU, and on a small machine starting it at once made the very import
  * it was meant to speed up 2-6x slower (cold start p50 9.8 -> 5.3 ms, p99 20 -> 7 ms, 2 cores).
  */
-export function takeSpare(memoryMb: number): Worker | null {
-  const w = spares.get(memoryMb);
-  if (w === undefined) return null;
-  spares.delete(memoryMb);
-  w.removeAllListeners('exit');
-  w.removeAllListeners('error');
+export function takeSpare(memoryMb: number, grants: WorkerGrants = NO_GRANTS): Worker | null {
+  const key = spareKey(memoryMb, grants);
+  const spare = spares.get(key);
+  if (spare === undefined) return null;
+  spares.delete(key);
+  const w = spare.worker;
+  w.off('exit', spare.forget);
+  w.off('error', spare.forget);
   w.ref();
   let refilled = false;
   const refill = (): void => {
@@ -65,7 +132,7 @@ export function takeSpare(memoryMb: number): Worker | null {
     clearTimeout(timer);
     w.off('message', refill);
     w.off('exit', refill);
-    setImmediate(() => ensureSpare(memoryMb));
+    setImmediate(() => startSpare(key, memoryMb, grants));
   };
   const timer = setTimeout(refill, REFILL_AT_LATEST_MS);
   timer.unref();
@@ -74,12 +141,25 @@ export function takeSpare(memoryMb: number): Worker | null {
   return w;
 }
 
+/** A pool with these grants closed: when it was the last, stop their spare (shared spares stay). */
+export function dropSpare(memoryMb: number, grants: WorkerGrants): void {
+  if (!hasOwnGrants(grants)) return;
+  const key = spareKey(memoryMb, grants);
+  const left = (users.get(key) ?? 1) - 1;
+  if (left > 0) { users.set(key, left); return; }
+  users.delete(key);
+  const spare = spares.get(key);
+  if (spare === undefined) return;
+  spares.delete(key);
+  void spare.worker.terminate().catch(() => undefined);
+}
+
 /** Stop every spare and start no more (host shutdown). `enable()` turns them back on. */
 export async function closeSpares(): Promise<void> {
   enabled = false;
   const all = [...spares.values()];
   spares.clear();
-  await Promise.all(all.map((w) => w.terminate().catch(() => undefined)));
+  await Promise.all(all.map((s) => s.worker.terminate().catch(() => undefined)));
 }
 
 export function enableSpares(): void { enabled = true; }

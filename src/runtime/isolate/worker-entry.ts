@@ -1,8 +1,9 @@
 /**
  * Runs inside each isolate worker thread: loads one function module, then serves the
  * requests the pool posts to it, many at once. Nothing here runs on the host thread.
+ * A hardened worker (permissions.ts) runs the lockdown (lockdown.ts) before anything else.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
 import { getHeapStatistics } from 'node:v8';
@@ -11,6 +12,10 @@ import { installFastResponse, readResponse, describe, type ResponseParts } from 
 import { resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
 import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
 import type { WireRequest } from '../../wire/types.js';
+import { lockDown } from './lockdown.js';
+import type { WorkerStartData } from './spares.js';
+
+if ((workerData as WorkerStartData | null)?.hardened === true) lockDown();
 
 const port = parentPort!;
 let data: WorkerLoadData;
@@ -95,7 +100,9 @@ process.on('unhandledRejection', (reason) => onUncaught('unhandledRejection', re
 // function's import from ~2.5 to ~1.8 ms). Every bundle starts by importing node:module
 // (the require shim), and so does the warm-up module. Then run the request/response code
 // once so its first real use is not its first compilation.
-const LOADER_WARMUP = new URL(import.meta.url.endsWith('.ts') ? './loader-warmup.ts' : './loader-warmup.js', import.meta.url).href;
+// The warm-up file sits beside this one with the same extension: `.js` compiled, `.ts` from
+// sources through tsx, `.mjs` bundled for a hardened worker run from sources (permissions.ts).
+const LOADER_WARMUP = new URL(`./loader-warmup${/\.[cm]?[jt]s$/.exec(import.meta.url)?.[0] ?? '.js'}`, import.meta.url).href;
 void import(LOADER_WARMUP).catch(() => undefined);
 try {
   void readResponse(new Response('warm-up', { headers: { 'content-type': 'text/plain' } }));
@@ -163,8 +170,12 @@ async function load(d: WorkerLoadData): Promise<void> {
     const mod = await import(d.moduleUrl) as Record<string, unknown>;
     handlers = resolveHandlers(d.fnKey, mod, d.handlerNames, d.requireFetch);
   } catch (err) {
-    const e = err as { code?: string; message?: string; stack?: string };
-    direct([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', String(e?.message ?? err), String(e?.stack ?? '')]);
+    const e = err as { code?: string; message?: string; stack?: string; resource?: string };
+    let message = String(e?.message ?? err);
+    if (e?.code === 'ERR_ACCESS_DENIED') {
+      message += `${e.resource ? ` (${e.resource})` : ''}: an isolate function reads only its own bundle and the files its manifest grants (permissions.files), and starts no process, worker or native code (docs/security.md)`;
+    }
+    direct([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', message, String(e?.stack ?? '')]);
     return;
   }
   direct([FromWorker.Ready]);
