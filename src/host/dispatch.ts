@@ -81,12 +81,11 @@ export function connectionTracker(state: DispatchState, maxConnections: number, 
       victim.destroy();
     }
     open.add(sock);
-    sock.once('close', () => open.delete(sock));
-    sock.on('close', onConnectionClose);
+    sock.once('close', () => { open.delete(sock); onConnectionClose.call(sock, state); });
   };
 }
 
-function onConnectionClose(this: TrackedSocket): void {
+function onConnectionClose(this: TrackedSocket, state: DispatchState): void {
   const c = this[kCurrent];
   if (c === undefined || c === null) return;
   this[kCurrent] = null;
@@ -95,6 +94,7 @@ function onConnectionClose(this: TrackedSocket): void {
   const fn = c.match.fn;
   fn.stats.clientAborts++;
   fn.runtime.cancel?.(inv);
+  state.counters.logLimit('client-gone', fn.stats.clientAborts, { fn: fn.fn.key, requestId: c.requestId, metric: 'fezz_client_aborts_total' });
 }
 
 /**

@@ -86,7 +86,7 @@ export class Host {
     this.#stats = stats;
     this.#abi = abi;
     this.#admin = admin;
-    this.#counters = new HostCounters();
+    this.#counters = new HostCounters(logger);
     this.#state = { registry, accepting: true, active: 0, counters: this.#counters, bodyTimeoutMs: options.bodyTimeoutMs, sendTimeoutMs: options.sendTimeoutMs };
     // The request id is assigned before the chain runs (dispatch.ts), so it is not in it.
     this.#middleware = [];
