@@ -16,6 +16,13 @@ export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'O
 /** Runtime kinds. `isolate` (default): worker threads; `inline`: the host thread; `process`, `native`: plugins. */
 export const RUNTIMES = ['isolate', 'inline', 'process', 'native'] as const;
 
+/**
+ * Isolation tiers of an isolate function (DESIGN.md "Security model"): `thread` (worker
+ * threads of the host process, hardened: defense in depth) or `sandbox` (a separate process
+ * under bubblewrap: the boundary).
+ */
+export const ISOLATIONS = ['thread', 'sandbox'] as const;
+
 const routeSchema = z.strictObject({
   /** HTTP method, e.g. `"GET"`; `"*"` matches every method. */
   method: z.enum([...HTTP_METHODS, '*']).default('GET'),
@@ -82,6 +89,10 @@ export const manifestSchema = z.strictObject({
   /** Seconds an idle instance is kept warm before eviction (fractions allowed). @default 300 */
   idleTtlSeconds: z.number().positive().max(7 * 24 * 3600).default(300),
   permissions: permissionsSchema.default(permissionsSchema.parse({})),
+  /** Where an isolate function's instances run: `"thread"` or `"sandbox"`. @default "thread" */
+  isolation: z.enum(ISOLATIONS).default('thread'),
+}).refine((m) => m.isolation === 'thread' || m.runtime === 'isolate', {
+  message: 'isolation "sandbox" is only available for runtime "isolate" (for now)', path: ['isolation'],
 }).refine((m) => m.instances.min <= m.instances.max, {
   message: 'instances.min must not exceed instances.max', path: ['instances', 'min'],
 });
@@ -92,6 +103,7 @@ export type ManifestRoute = Manifest['routes'][number];
 export type RuntimeKind = Manifest['runtime'];
 export type Limits = Manifest['limits'];
 export type Permissions = Manifest['permissions'];
+export type Isolation = Manifest['isolation'];
 
 /**
  * Render zod issues as `field "limits.timeoutMs": expected ..., received ...` lines, one per

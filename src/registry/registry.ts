@@ -17,6 +17,7 @@ import { bundleEntry } from '../build/bundle.js';
 import { checkBuiltins, functionEnv } from '../manifest/permissions.js';
 import { HostRouter } from '../router/router.js';
 import { IsolatePool } from '../runtime/isolate/pool.js';
+import { probeSandbox } from '../runtime/sandbox/bwrap.js';
 import type { WorkerGrants } from '../runtime/isolate/permissions.js';
 import { InlineRuntime } from '../runtime/inline/inline-runtime.js';
 import type { FunctionRuntime } from '../runtime/types.js';
@@ -242,11 +243,16 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       const label = path.relative(process.cwd(), fn.manifestPath);
       const bundle = await bundleEntry(fn.entryPath, options.cacheDir, label);
       checkBuiltins(bundle.builtins, m.permissions, label);
+      if (m.isolation === 'sandbox') {
+        // Never run a sandboxed function as threads: without bubblewrap it is not served.
+        const can = await probeSandbox();
+        if (!can.ok) throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, `isolation "sandbox" is not available on this host: ${can.reason}`]);
+      }
       const common = { fnKey: fn.key, moduleUrl: bundle.url, env: functionEnv(m.env, m.permissions), handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
       return {
         fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}`,
         create: () => m.runtime === 'isolate'
-          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn) })
+          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn), isolation: m.isolation })
           : new InlineRuntime(common),
       };
     }

@@ -9,7 +9,7 @@ describe('manifest schema', () => {
       id: 'todos', version: '1.2.0', entry: 'index.ts', runtime: 'isolate', routes: [], env: {},
       limits: { timeoutMs: 10000, memoryMb: 128, concurrency: 64, maxQueue: 1000, maxBodyBytes: 6291456 },
       instances: { min: 0, max: 2 }, idleTtlSeconds: 300,
-      permissions: { outbound: [], files: [], env: [] },
+      permissions: { outbound: [], files: [], env: [] }, isolation: 'thread',
     });
     assert.equal(manifestSchema.parse({ id: 'x', version: '1.0.0', entry: 'i.js', routes: [{ path: '/a' }] }).routes[0]!.method, 'GET');
   });
@@ -31,6 +31,13 @@ describe('manifest schema', () => {
       'field "routes.0.handler": must be a JavaScript identifier',
       'field "(root)": Unrecognized key: "extra"',
     ]) assert.ok(text.includes(expected), `${expected} in ${text}`);
+  });
+
+  it('isolation "sandbox" only for runtime "isolate"', () => {
+    assert.equal(manifestSchema.parse({ id: 'x', version: '1.0.0', entry: 'i.js', isolation: 'sandbox' }).isolation, 'sandbox');
+    const r = manifestSchema.safeParse({ id: 'x', version: '1.0.0', entry: 'x', runtime: 'process', isolation: 'sandbox' });
+    assert.equal(r.success, false);
+    assert.match(describeIssues(r.error!), /field "isolation": isolation "sandbox" is only available for runtime "isolate"/);
   });
 
   it('instances.min may not exceed max', () => {

@@ -1,5 +1,7 @@
 /**
- * Runs inside a hardened isolate worker, before any function code (worker-entry.ts): closes,
+ * Runs inside a hardened isolate worker, before any function code (worker-entry.ts), and the
+ * same in a sandbox process (src/runtime/sandbox/), where the sandbox is the boundary and this
+ * is one more layer. In a thread it closes,
  * as far as a thread can, what Node's permission model leaves open to a worker and that
  * reaches beyond it, into the host process:
  * - `process.kill` / `process._kill`: a signal goes to the whole process, so
@@ -23,7 +25,7 @@ import v8 from 'node:v8';
 
 /** An error like the permission model's own (`code: 'ERR_ACCESS_DENIED'`), naming the API. */
 function denied(api: string): Error {
-  return Object.assign(new Error(`Access to this API has been restricted: ${api} is not available to a function (fezz isolate thread)`), { code: 'ERR_ACCESS_DENIED', permission: 'fezz' });
+  return Object.assign(new Error(`Access to this API has been restricted: ${api} is not available to a function (fezz isolate)`), { code: 'ERR_ACCESS_DENIED', permission: 'fezz' });
 }
 
 function refuse(api: string): () => never {

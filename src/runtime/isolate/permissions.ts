@@ -47,7 +47,7 @@ const flags = process.allowedNodeEnvironmentFlags;
  * the only one Node 24 accepts), else Node 20's `--experimental-permission`, whose
  * "experimental" warning would otherwise be printed by every worker.
  */
-const PERMISSION_FLAGS: readonly string[] = flags.has('--permission')
+export const PERMISSION_FLAGS: readonly string[] = flags.has('--permission')
   ? ['--permission']
   : ['--experimental-permission', '--disable-warning=ExperimentalWarning'];
 

@@ -1,9 +1,12 @@
 /**
- * The isolate runtime: a pool of `worker_threads` for one function version, on the host
- * thread. Instances start on first use (cold start), serve up to `limits.concurrency`
- * requests each, get requests least-loaded first, and are evicted after `idleTtlSeconds`
- * idle (keeping `instances.min`). Past `instances.max` x `concurrency`, requests wait in a
- * bounded FIFO (`limits.maxQueue`), then get 503 + Retry-After.
+ * The isolate runtime: a pool of instances for one function version, on the host thread.
+ * An instance is a `worker_threads` Worker (isolation `thread`) or a sandbox process under
+ * bubblewrap (isolation `sandbox`, src/runtime/sandbox/); the pool sees either through
+ * {@link InstanceTransport}, with the same messages (protocol.ts). Instances start on first
+ * use (cold start), serve up to `limits.concurrency` requests each, get requests
+ * least-loaded first, and are evicted after `idleTtlSeconds` idle (keeping `instances.min`).
+ * Past `instances.max` x `concurrency`, requests wait in a bounded FIFO (`limits.maxQueue`),
+ * then get 503 + Retry-After.
  *
  * Faults stay inside an instance: a throw is a 500 for that request only; a worker that
  * exits, crashes or runs out of memory fails its in-flight requests (500) and is replaced;
@@ -12,7 +15,6 @@
  * its other in-flight requests get 504 too.
  */
 import { Buffer } from 'node:buffer';
-import type { Worker } from 'node:worker_threads';
 import { admitBundle, dropSpare, ensureSpare, startWorker, takeSpare } from './spares.js';
 import { NO_GRANTS, type WorkerGrants } from './permissions.js';
 import { trimAfterExit } from './memory-trim.js';
@@ -22,7 +24,8 @@ import { errorResponse, errorResponseWithMessage } from '../../wire/error-respon
 import type { WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
-import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstanceTransport, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import { admitSandboxBundle, dropSandboxSpare, ensureSandboxSpare, startSandbox, takeSandboxSpare } from '../sandbox/spares.js';
 
 
 /** What a pool needs to know about its function. */
@@ -43,6 +46,8 @@ export interface IsolatePoolOptions {
   startTimeoutMs: number;
   /** What its workers may reach beyond its bundle (the manifest's `permissions`). @default none */
   grants?: WorkerGrants;
+  /** Where its instances run: worker threads, or sandbox processes (bwrap). @default 'thread' */
+  isolation?: 'thread' | 'sandbox';
 }
 
 const enum State { Starting, Ready, Stopping, Dead }
@@ -63,7 +68,8 @@ interface Task {
 
 class Instance {
   readonly seq: number;
-  readonly worker: Worker;
+  /** Its worker thread or sandbox process. */
+  readonly worker: InstanceTransport;
   state = State.Starting;
   inflight = 0;
   readonly pending = new Map<number, Task>();
@@ -81,7 +87,7 @@ class Instance {
   outbox: RequestMessage[] = [];
   outTransfer: ArrayBuffer[] = [];
   flushScheduled = false;
-  constructor(seq: number, worker: Worker, now: number) {
+  constructor(seq: number, worker: InstanceTransport, now: number) {
     this.seq = seq;
     this.worker = worker;
     this.lastActive = now;
@@ -115,6 +121,7 @@ const RETRY_AFTER = ['retry-after', '1'];
 export class IsolatePool implements FunctionRuntime {
   readonly #o: IsolatePoolOptions;
   readonly #grants: WorkerGrants;
+  readonly #sandbox: boolean;
   readonly #loadData: WorkerLoadData;
   /** Live instances (Starting or Ready). */
   #instances: Instance[] = [];
@@ -138,7 +145,9 @@ export class IsolatePool implements FunctionRuntime {
   constructor(options: IsolatePoolOptions) {
     this.#o = options;
     this.#grants = options.grants ?? NO_GRANTS;
-    ensureSpare(options.limits.memoryMb, this.#grants);
+    this.#sandbox = options.isolation === 'sandbox';
+    if (this.#sandbox) ensureSandboxSpare(options.limits.memoryMb, this.#grants.read);
+    else ensureSpare(options.limits.memoryMb, this.#grants);
     this.#loadData = {
       fnKey: options.fnKey,
       moduleUrl: options.moduleUrl,
@@ -244,10 +253,20 @@ export class IsolatePool implements FunctionRuntime {
 
   #spawn(): Instance {
     const o = this.#o;
-    // A pre-started blank worker makes the cold start just the import of the bundle.
-    const worker = takeSpare(o.limits.memoryMb, this.#grants) ?? startWorker(o.limits.memoryMb, this.#grants);
-    // A hardened worker reads only its own inbox: the bundle is linked there first.
-    worker.postMessage([ToWorker.Load, { ...this.#loadData, moduleUrl: admitBundle(worker, o.moduleUrl) } satisfies WorkerLoadData]);
+    // A pre-started blank instance makes the cold start just the import of the bundle.
+    // It reads only its own inbox: the bundle is linked there first.
+    let worker: InstanceTransport;
+    let moduleUrl: string;
+    if (this.#sandbox) {
+      const proc = takeSandboxSpare(o.limits.memoryMb, this.#grants.read) ?? startSandbox(o.limits.memoryMb, this.#grants.read);
+      moduleUrl = admitSandboxBundle(proc, o.moduleUrl);
+      worker = proc;
+    } else {
+      const w = takeSpare(o.limits.memoryMb, this.#grants) ?? startWorker(o.limits.memoryMb, this.#grants);
+      moduleUrl = admitBundle(w, o.moduleUrl);
+      worker = w;
+    }
+    worker.postMessage([ToWorker.Load, { ...this.#loadData, moduleUrl } satisfies WorkerLoadData]);
     const inst = new Instance(++this.#seq, worker, performance.now());
     this.#instances.push(inst);
     worker.on('message', (m: unknown[]) => this.#onMessage(inst, m));
@@ -613,7 +632,8 @@ export class IsolatePool implements FunctionRuntime {
   async close(graceMs: number): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    dropSpare(this.#o.limits.memoryMb, this.#grants);
+    if (this.#sandbox) dropSandboxSpare(this.#o.limits.memoryMb, this.#grants.read);
+    else dropSpare(this.#o.limits.memoryMb, this.#grants);
     for (const w of this.#readyWaiters.splice(0)) w('the runtime was closed before it was ready');
     if (this.#warmWaiters.length > 0) this.#flushWarmWaiters();
     this.#drainQueue(() => errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));

@@ -75,3 +75,36 @@ export interface WorkerLoadData {
 export type RequestMessage = [ToWorker.Request, number, string, string, string[], Uint8Array | null, string | null, Record<string, string> | null, string];
 export type ResponseMessage = [FromWorker.Response, number, number, string[], string | Uint8Array | null];
 export type ErrorMessage = [FromWorker.Error, number, string, string, string];
+
+/**
+ * What the pool talks to: one instance, whatever carries its messages. A `worker_threads`
+ * Worker satisfies it as is (the thread tier); a sandbox process (src/runtime/sandbox/
+ * sandbox-process.ts) frames the same messages over a unix socket. Events: `'message'`
+ * (one message, as posted by the instance), `'error'` (an Error; an instance out of V8 heap
+ * has `code: 'ERR_WORKER_OUT_OF_MEMORY'`), `'exit'` (the exit code, once, after every
+ * message the instance sent).
+ */
+export interface InstanceTransport {
+  /** Send one message (structured-clone types). A transfer list moves (thread) or copies (process). */
+  postMessage(message: unknown, transfer?: readonly ArrayBuffer[]): void;
+  on(event: 'message', listener: (message: any) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'exit', listener: (code: number) => void): this;
+  once(event: 'exit', listener: (code: number) => void): this;
+  once(event: 'error', listener: (err: Error) => void): this;
+  off(event: 'message' | 'error' | 'exit', listener: (...args: any[]) => void): this;
+  /** Stop the instance now; resolves with its exit code once it is gone. */
+  terminate(): Promise<number>;
+  /** Whether it keeps the host's event loop alive (spares do not). */
+  ref(): void;
+  unref(): void;
+}
+
+/**
+ * The instance's side of the same channel, as worker-entry.ts uses it: `parentPort` in a
+ * worker thread, the fd-3 adapter in a sandbox process (src/runtime/sandbox/port.ts).
+ */
+export interface InstancePort {
+  postMessage(message: unknown, transfer?: readonly ArrayBuffer[]): void;
+  on(event: 'message', listener: (message: any) => void): unknown;
+}

@@ -12,6 +12,7 @@
  * grants and dropped with {@link dropSpare} when its pool closes.
  */
 import { Worker } from 'node:worker_threads';
+import { closeSandboxSpares, enableSandboxSpares } from '../sandbox/spares.js';
 import { admitToInbox, grantsKey, hardenedLaunch, hardeningEnabled, NO_GRANTS, releaseInbox, type WorkerGrants } from './permissions.js';
 
 /**
@@ -154,12 +155,15 @@ export function dropSpare(memoryMb: number, grants: WorkerGrants): void {
   void spare.worker.terminate().catch(() => undefined);
 }
 
-/** Stop every spare and start no more (host shutdown). `enable()` turns them back on. */
+/**
+ * Stop every spare, worker threads and sandbox processes, and start no more (host shutdown).
+ * `enableSpares()` turns them back on.
+ */
 export async function closeSpares(): Promise<void> {
   enabled = false;
   const all = [...spares.values()];
   spares.clear();
-  await Promise.all(all.map((s) => s.worker.terminate().catch(() => undefined)));
+  await Promise.all([...all.map((s) => s.worker.terminate().catch(() => undefined)), closeSandboxSpares()]);
 }
 
-export function enableSpares(): void { enabled = true; }
+export function enableSpares(): void { enabled = true; enableSandboxSpares(); }

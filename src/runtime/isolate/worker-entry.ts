@@ -1,7 +1,10 @@
 /**
- * Runs inside each isolate worker thread: loads one function module, then serves the
- * requests the pool posts to it, many at once. Nothing here runs on the host thread.
- * A hardened worker (permissions.ts) runs the lockdown (lockdown.ts) before anything else.
+ * Runs inside each isolate instance: loads one function module, then serves the requests the
+ * pool posts to it, many at once. Nothing here runs on the host thread. The same code serves
+ * both tiers through {@link runInstance}: in a worker thread (the thread tier) over
+ * `parentPort`, started at the bottom of this file; in a sandbox process (the sandbox tier,
+ * src/runtime/sandbox/sandbox-entry.ts) on the process's main thread, over the fd-3 socket.
+ * A hardened instance runs the lockdown (lockdown.ts) before anything else.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -10,14 +13,12 @@ import { getHeapStatistics } from 'node:v8';
 import { FastRequest, abortRequest } from '../handler/fast-request.js';
 import { installFastResponse, readResponse, describe, type ResponseParts } from '../handler/fast-response.js';
 import { resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
-import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstancePort, type RequestMessage, type WorkerLoadData } from './protocol.js';
 import type { WireRequest } from '../../wire/types.js';
 import { lockDown } from './lockdown.js';
 import type { WorkerStartData } from './spares.js';
 
-if ((workerData as WorkerStartData | null)?.hardened === true) lockDown();
-
-const port = parentPort!;
+let port: InstancePort;
 let data: WorkerLoadData;
 let env: Env = Object.freeze({});
 
@@ -27,8 +28,6 @@ const beforeLoad: RequestMessage[] = [];
 const inflight = new Map<number, FastRequest>();
 const waitUntil = new WaitUntilTracker((err) => { console.error('waitUntil promise rejected:', err); });
 
-installFastResponse();
-
 // Every console.* call becomes a host log line tagged with the function and the request it
 // ran for (AsyncLocalStorage follows the request through awaits and timers).
 const currentRequest = new AsyncLocalStorage<RequestScope>();
@@ -36,11 +35,6 @@ const currentRequest = new AsyncLocalStorage<RequestScope>();
 /** What the async context of a request carries: the pool-local id and the host's request id. */
 interface RequestScope { readonly id: number; readonly requestId: string }
 const consoleLevels = { log: 'info', info: 'info', debug: 'debug', trace: 'debug', warn: 'warn', error: 'error' } as const;
-for (const [method, level] of Object.entries(consoleLevels)) {
-  (console as unknown as Record<string, (...args: unknown[]) => void>)[method] = (...args: unknown[]) => {
-    emit([FromWorker.Log, level, format(...args), currentRequest.getStore()?.requestId ?? null]);
-  };
-}
 
 // Outgoing per-request messages, posted together once per event-loop turn (see protocol.ts).
 let outbox: unknown[][] = [];
@@ -70,8 +64,6 @@ function direct(msg: unknown[]): void {
   port.postMessage(msg);
 }
 
-port.on('message', onMessage);
-
 /*
  * An error nothing handled (a throw in a timer callback, a promise rejected with no handler)
  * does not end the instance, as in workerd: it is reported to the host with the request whose
@@ -91,23 +83,6 @@ function onUncaught(kind: 'uncaughtException' | 'unhandledRejection', err: unkno
     // Reporting must never throw from here (that would end the thread).
   }
 }
-process.on('uncaughtException', (err) => onUncaught('uncaughtException', err));
-process.on('unhandledRejection', (reason) => onUncaught('unhandledRejection', reason));
-
-// Warm the ES module loader while this worker waits as a spare: the first dynamic import of a
-// file in a thread sets up the loader and its file-reading path, and that should not be paid
-// by the function's cold start (importing a real file rather than a data: URL took the
-// function's import from ~2.5 to ~1.8 ms). Every bundle starts by importing node:module
-// (the require shim), and so does the warm-up module. Then run the request/response code
-// once so its first real use is not its first compilation.
-// The warm-up file sits beside this one with the same extension: `.js` compiled, `.ts` from
-// sources through tsx, `.mjs` bundled for a hardened worker run from sources (permissions.ts).
-const LOADER_WARMUP = new URL(`./loader-warmup${/\.[cm]?[jt]s$/.exec(import.meta.url)?.[0] ?? '.js'}`, import.meta.url).href;
-void import(LOADER_WARMUP).catch(() => undefined);
-try {
-  void readResponse(new Response('warm-up', { headers: { 'content-type': 'text/plain' } }));
-  void new FastRequest({ method: 'GET', url: 'http://localhost/', headers: ['host', 'localhost'], body: null }).headers;
-} catch { /* warming only */ }
 
 function onMessage(msg: unknown[]): void {
   switch (msg[0]) {
@@ -156,7 +131,44 @@ function exitOutOfMemory(): never {
   process.exit(EXIT_EXTERNAL_OUT_OF_MEMORY);
 }
 
-setInterval(() => { if (overExternalLimit()) exitOutOfMemory(); }, 250).unref();
+
+/**
+ * Start serving over `p`: the lockdown first (when `hardened`), then the console, error and
+ * memory hooks and the loader warm-up; the function arrives with the first Load message.
+ * Call once per thread or process.
+ */
+export function runInstance(p: InstancePort, hardened: boolean): void {
+  if (hardened) lockDown();
+  port = p;
+  installFastResponse();
+  for (const [method, level] of Object.entries(consoleLevels)) {
+    (console as unknown as Record<string, (...args: unknown[]) => void>)[method] = (...args: unknown[]) => {
+      emit([FromWorker.Log, level, format(...args), currentRequest.getStore()?.requestId ?? null]);
+    };
+  }
+  port.on('message', onMessage);
+  process.on('uncaughtException', (err) => onUncaught('uncaughtException', err));
+  process.on('unhandledRejection', (reason) => onUncaught('unhandledRejection', reason));
+  setInterval(() => { if (overExternalLimit()) exitOutOfMemory(); }, 250).unref();
+  warmUp();
+}
+
+// Warm the ES module loader while this instance waits as a spare: the first dynamic import of a
+// file in a thread (or process) sets up the loader and its file-reading path, and that should not be paid
+// by the function's cold start (importing a real file rather than a data: URL took the
+// function's import from ~2.5 to ~1.8 ms). Every bundle starts by importing node:module
+// (the require shim), and so does the warm-up module. Then run the request/response code
+// once so its first real use is not its first compilation.
+// The warm-up file sits beside this one with the same extension: `.js` compiled, `.ts` from
+// sources through tsx, `.mjs` bundled for a hardened worker run from sources (permissions.ts).
+function warmUp(): void {
+  const warmup = new URL(`./loader-warmup${/\.[cm]?[jt]s$/.exec(import.meta.url)?.[0] ?? '.js'}`, import.meta.url).href;
+  void import(warmup).catch(() => undefined);
+  try {
+    void readResponse(new Response('warm-up', { headers: { 'content-type': 'text/plain' } }));
+    void new FastRequest({ method: 'GET', url: 'http://localhost/', headers: ['host', 'localhost'], body: null }).headers;
+  } catch { /* warming only */ }
+}
 
 /** Import the function (the worker may have been started blank, ahead of time). */
 async function load(d: WorkerLoadData): Promise<void> {
@@ -247,3 +259,7 @@ function fail(id: number, err: unknown): void {
   const stack = e && typeof e === 'object' && typeof e.stack === 'string' ? e.stack : '';
   emit([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_THREW', message, stack]);
 }
+
+// In a worker thread (the thread tier), serve the pool over parentPort. Imported in a sandbox
+// process, where there is no parentPort, this does nothing: sandbox-entry.ts calls runInstance.
+if (parentPort !== null) runInstance(parentPort, (workerData as WorkerStartData | null)?.hardened === true);

@@ -1,0 +1,182 @@
+/**
+ * The sandbox profile: the command line that starts one sandbox process (a Node process
+ * running sandbox-entry.mjs) under bubblewrap (Debian `bubblewrap`), and the start-up probe.
+ *
+ * The command, outermost first:
+ * - `/bin/sh -c 'for d; ... echo $$ > $d/cgroup.procs; exec "$@"'` (when cgroups could be made,
+ *   cgroup.ts: pids.max 64, memory 2 x memoryMb + 128 MB): the process enters its cgroups
+ *   before anything else runs, so every process the function could start is counted there;
+ * - `setpriv --reuid=65534 --regid=65534 --clear-groups` (only when the host runs as root):
+ *   bwrap itself starts unprivileged, so the sandbox's uid is 65534 outside its user namespace
+ *   too (a root bwrap would map the inner 65534 to the host's uid 0);
+ * - `prlimit --nproc=64` (only when no pids cgroup could be made): a fallback process limit
+ *   (per real uid, so shared by every sandbox of the host);
+ * - `bwrap` with:
+ *   - `--unshare-all` + `--unshare-user`: own user, pid, network (only `lo`, nothing else),
+ *     ipc, uts and cgroup namespaces: the host's processes are invisible, its ports unreachable;
+ *   - `--uid 65534 --gid 65534`: nobody inside; `--cap-drop ALL`: no capabilities;
+ *   - `--disable-userns` (bwrap >= 0.8): no further user namespaces inside (the usual first
+ *     step of a kernel exploit);
+ *   - `--die-with-parent`: the sandbox dies with bwrap, and bwrap with the host;
+ *     `--new-session`: no controlling terminal (no TIOCSTI injection);
+ *   - `--as-pid-1`: Node is its pid namespace's pid 1, with no bwrap reaper in between: one
+ *     process (~2 MB) fewer per sandbox, and no orphaned reaper left as a zombie when the
+ *     sandbox is killed (seen here, where the host's pid 1 does not reap);
+ *   - `--clearenv`: none of the host's environment (the function's `env` arrives in the Load
+ *     message);
+ *   - `--hostname fezz-sandbox`, `--chdir /tmp`;
+ *   - `--ro-bind /usr /usr` and the merged-/usr links (`/bin`, `/lib`, `/lib64`, `/sbin`:
+ *     symlinks, or read-only binds where they are real directories): the node binary and the
+ *     libraries it links; plus the node binary's directory, read-only, when it is outside /usr;
+ *   - `--ro-bind <runtime dir> /fezz`: fezz's sandbox code (one bundled file and its warm-up);
+ *   - `--ro-bind <inbox> /fn`: a directory of this sandbox alone that holds nothing until it is
+ *     given a function, then only that function's bundle (hard-linked in by the host: a
+ *     read-only bind still shows files the host adds later);
+ *   - `--ro-bind <path> <path>` for each of the function's `permissions.files`;
+ *   - `--tmpfs /tmp` (private, writable), `--proc /proc` (of its own pid namespace),
+ *     `--dev /dev` (null, zero, random, urandom, tty, shm);
+ *   - nothing else: no /etc, /root, /home, functions directory or bundle cache.
+ * - `node --max-old-space-size=<memoryMb>` (heap cap; the worker logic checks ArrayBuffer memory
+ *   too) with Node's permission model (`--allow-fs-read` of /fezz, /fn, /tmp, the granted
+ *   files and /proc (the sandbox's own pid namespace), `--allow-fs-write=/tmp`; no child processes, workers, addons, WASI), as a second
+ *   layer inside the sandbox, then `/fezz/sandbox-entry.mjs`.
+ *
+ * Not done in this step: a seccomp filter, cgroup memory limits, the egress proxy.
+ */
+import { execFile } from 'node:child_process';
+import { lstatSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import { PERMISSION_FLAGS } from '../isolate/permissions.js';
+
+/** The sandbox's user and group, inside and (when the host is root) outside: nobody. */
+export const SANDBOX_UID = 65534;
+export const SANDBOX_GID = 65534;
+/** Where the sandbox sees its runtime directory and its inbox. */
+export const RUNTIME_MOUNT = '/fezz';
+export const INBOX_MOUNT = '/fn';
+/** Processes (threads included) per sandbox: Node itself uses about a dozen. */
+export const PIDS_MAX = 64;
+
+/** What one sandbox process needs. */
+export interface SandboxSpec {
+  /** Host directory with sandbox-entry.mjs and loader-warmup.mjs (sandbox-runtime.ts). */
+  runtimeDir: string;
+  /** Host directory of this sandbox alone, mounted read-only at /fn. */
+  inbox: string;
+  /** Old-generation heap limit in MB. */
+  memoryMb: number;
+  /** Absolute host paths the function may read (`permissions.files`), bound at the same path. */
+  readPaths: readonly string[];
+  /** Cgroup directories to join first (cgroup.ts); without a pids one, `prlimit --nproc` is used. */
+  cgroupDirs: readonly string[];
+  /** Whether one of `cgroupDirs` limits pids. */
+  pidsCgroup: boolean;
+  /** Node's permission model inside the sandbox (a second layer). @default true */
+  nodePermissions?: boolean;
+}
+
+
+/** The binds that let Node run: /usr, the merged-/usr links, and the node binary's directory. */
+function systemBinds(): string[] {
+  const args = ['--ro-bind', '/usr', '/usr'];
+  for (const dir of ['/bin', '/sbin', '/lib', '/lib64', '/lib32', '/libx32']) {
+    let st;
+    try { st = lstatSync(dir); } catch { continue; }
+    if (st.isSymbolicLink()) args.push('--symlink', path.relative('/', realpathSync(dir)), dir);
+    else if (st.isDirectory()) args.push('--ro-bind', dir, dir);
+  }
+  const nodeDir = path.dirname(realpathSync(process.execPath));
+  if (!nodeDir.startsWith('/usr/')) args.push('--ro-bind', nodeDir, nodeDir);
+  return args;
+}
+
+let system: string[] | null = null;
+let disableUserns: boolean | null = null;
+
+/** The node binary as the sandbox sees it (the same path: its directory is bound). */
+const nodeBinary = (): string => realpathSync(process.execPath);
+
+/**
+ * The environment of the launcher (sh, setpriv, prlimit, bwrap): only PATH, to find them;
+ * bwrap's `--clearenv` gives the sandbox none of it.
+ */
+export function launchEnv(): NodeJS.ProcessEnv {
+  return process.env.PATH !== undefined ? { PATH: process.env.PATH } : {};
+}
+
+/** argv (program first) for one sandbox process. */
+export function sandboxCommand(spec: SandboxSpec): string[] {
+  system ??= systemBinds();
+  const bwrap = [
+    'bwrap', '--unshare-all', '--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_GID),
+    '--cap-drop', 'ALL', ...(disableUserns !== false ? ['--disable-userns'] : []),
+    '--die-with-parent', '--new-session', '--as-pid-1', '--clearenv', '--hostname', 'fezz-sandbox',
+    ...system,
+    // The mounts of their own first, so that a granted path under /tmp is not hidden by it.
+    '--tmpfs', '/tmp', '--proc', '/proc', '--dev', '/dev',
+    '--ro-bind', spec.runtimeDir, RUNTIME_MOUNT,
+    '--ro-bind', spec.inbox, INBOX_MOUNT,
+    ...spec.readPaths.flatMap((p) => ['--ro-bind-try', p, p]),
+    '--chdir', '/tmp',
+  ];
+  const node = [
+    nodeBinary(), `--max-old-space-size=${spec.memoryMb}`,
+    ...(spec.nodePermissions === false ? [] : [
+      ...PERMISSION_FLAGS,
+      ...[RUNTIME_MOUNT, INBOX_MOUNT, '/tmp', '/proc', ...spec.readPaths].map((p) => `--allow-fs-read=${p}`),
+      '--allow-fs-write=/tmp',
+    ]),
+    `${RUNTIME_MOUNT}/sandbox-entry.mjs`,
+  ];
+  const asNobody = process.getuid?.() === 0 ? ['setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_GID}`, '--clear-groups'] : [];
+  const inner = [...asNobody, ...(spec.pidsCgroup ? [] : ['prlimit', `--nproc=${PIDS_MAX}`]), ...bwrap, ...node];
+  if (spec.cgroupDirs.length === 0) return inner;
+  // $0 is the number of cgroup directories that follow; then the command.
+  const join = 'n=$0; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+  return ['/bin/sh', '-c', join, String(spec.cgroupDirs.length), ...spec.cgroupDirs, ...inner];
+}
+
+/** The probe's verdict: usable, or why not and how to fix it. */
+export type Availability = { ok: true; version: string } | { ok: false; reason: string };
+
+let probed: Promise<Availability> | null = null;
+
+function run(argv: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, env: launchEnv() }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
+      resolve({ code, out: `${stdout}${stderr}`.trim() || (err?.message ?? '') });
+    });
+  });
+}
+
+/**
+ * Whether sandboxes can start here: `bwrap --version`, then one trivial sandboxed command
+ * under the full profile (`node -e 0`). Run once per host process (cached).
+ */
+export function probeSandbox(): Promise<Availability> {
+  probed ??= (async (): Promise<Availability> => {
+    const v = await run(['bwrap', '--version'], 5000);
+    if (v.code !== 0) {
+      return { ok: false, reason: `bubblewrap is not installed or does not run (${v.out || 'bwrap not found'}); install it: apt-get install bubblewrap` };
+    }
+    const tryProfile = async (): Promise<{ code: number; out: string }> => {
+      const argv = sandboxCommand({ runtimeDir: '/usr', inbox: '/usr', memoryMb: 32, readPaths: [], cgroupDirs: [], pidsCgroup: false });
+      // The profile, with `node -e 0` instead of the sandbox entry.
+      const entry = argv.length - 1;
+      argv.splice(entry, 1, '-e', '0');
+      return run(argv, 10_000);
+    };
+    let t = await tryProfile();
+    if (t.code !== 0 && /disable-userns/.test(t.out)) { disableUserns = false; t = await tryProfile(); }
+    if (t.code !== 0) {
+      const hint = /setting up uid map|No permissions to creat|Operation not permitted|user namespace/i.test(t.out)
+        ? 'user namespaces are disabled or restricted (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0)'
+        : 'see the message';
+      return { ok: false, reason: `bubblewrap cannot start a sandbox here: ${t.out.split('\n')[0]} (${hint})` };
+    }
+    if (disableUserns === null) disableUserns = true;
+    return { ok: true, version: v.out };
+  })();
+  return probed;
+}
