@@ -8,6 +8,9 @@
 import net from 'node:net';
 import tls from 'node:tls';
 
+/** The egress proxy's socket, in a sandbox's inbox (host side) and at `/fn/egress.sock` inside it. */
+export const EGRESS_SOCKET = 'egress.sock';
+
 /** What undici passes to `connect` (the subset used here). */
 export interface ConnectOptions {
   hostname: string;
@@ -37,7 +40,12 @@ export function egressConnector(socketPath: string): (options: ConnectOptions, c
     let head = Buffer.alloc(0);
     let settled = false;
     const fail = (err: Error): void => { if (!settled) { settled = true; sock.destroy(); callback(err, null); } };
-    sock.once('error', fail);
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      // No proxy socket: the function was granted no outbound host at all.
+      fail(err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+        ? Object.assign(new Error('egress refused: no outbound network (the manifest\'s permissions.outbound lists no host)'), { code: 'FEZZ_EGRESS_REFUSED' })
+        : err);
+    });
     sock.once('connect', () => sock.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n\r\n`));
     const onData = (chunk: Buffer): void => {
       head = Buffer.concat([head, chunk]);

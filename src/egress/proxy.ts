@@ -20,8 +20,13 @@ import type { Logger } from 'pino';
 import { allows, isPublicAddress, parseOutbound } from './allow-list.js';
 
 export interface EgressProxyOptions {
-  /** Unix socket path to listen on (created 0600 for the host's user; the sandbox's uid gets access through its bind mount). */
+  /** Unix socket path to listen on. */
   socketPath: string;
+  /**
+   * Mode of the socket file. @default 0o600 (the host's user only). A sandbox, whose uid is
+   * another, needs 0o666 on a socket in a directory only its own mount exposes.
+   */
+  mode?: number;
   /** `permissions.outbound` of the function this proxy serves. */
   outbound: readonly string[];
   /** The function (`id@version`), for logs. */
@@ -149,7 +154,7 @@ export async function startEgressProxy(o: EgressProxyOptions): Promise<EgressPro
     server.listen(o.socketPath, () => { server.off('error', reject); resolveListen(); });
   });
   server.on('error', (err) => o.logger.error({ err, fn: o.fnKey }, 'egress proxy error'));
-  await chmod(o.socketPath, 0o600);
+  await chmod(o.socketPath, o.mode ?? 0o600);
   return {
     socketPath: o.socketPath,
     stats: () => ({ ...stats }),

@@ -252,7 +252,7 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       return {
         fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}`,
         create: () => m.runtime === 'isolate'
-          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn), isolation: m.isolation })
+          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn), isolation: m.isolation, outbound: m.permissions.outbound })
           : new InlineRuntime(common),
       };
     }

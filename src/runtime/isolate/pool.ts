@@ -25,6 +25,9 @@ import type { WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
 import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstanceTransport, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import path from 'node:path';
+import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
+import { EGRESS_SOCKET } from '../../egress/connector.js';
 import { admitSandboxBundle, dropSandboxSpare, ensureSandboxSpare, startSandbox, takeSandboxSpare } from '../sandbox/spares.js';
 
 
@@ -48,6 +51,11 @@ export interface IsolatePoolOptions {
   grants?: WorkerGrants;
   /** Where its instances run: worker threads, or sandbox processes (bwrap). @default 'thread' */
   isolation?: 'thread' | 'sandbox';
+  /**
+   * `permissions.outbound`: a sandbox instance of a function with any gets an egress proxy of
+   * its own (src/egress/), its only way out. @default []
+   */
+  outbound?: readonly string[];
 }
 
 const enum State { Starting, Ready, Stopping, Dead }
@@ -70,6 +78,8 @@ class Instance {
   readonly seq: number;
   /** Its worker thread or sandbox process. */
   readonly worker: InstanceTransport;
+  /** A sandbox's egress proxy (closed when the instance exits), or null. */
+  egress: Promise<EgressProxy | null> | null = null;
   state = State.Starting;
   inflight = 0;
   readonly pending = new Map<number, Task>();
@@ -257,17 +267,28 @@ export class IsolatePool implements FunctionRuntime {
     // It reads only its own inbox: the bundle is linked there first.
     let worker: InstanceTransport;
     let moduleUrl: string;
+    let egress: Promise<EgressProxy | null> | null = null;
     if (this.#sandbox) {
       const proc = takeSandboxSpare(o.limits.memoryMb, this.#grants.read) ?? startSandbox(o.limits.memoryMb, this.#grants.read);
       moduleUrl = admitSandboxBundle(proc, o.moduleUrl);
       worker = proc;
+      const outbound = o.outbound ?? [];
+      if (outbound.length > 0) {
+        // The sandbox reaches it as /fn/egress.sock (its inbox is bound at /fn, readable by its uid alone).
+        egress = startEgressProxy({ socketPath: path.join(proc.inbox, EGRESS_SOCKET), mode: 0o666, outbound, fnKey: o.fnKey, logger: o.logger })
+          .catch((err: unknown) => { o.logger.error({ fn: o.fnKey, err }, 'egress proxy could not start: this instance has no outbound network'); return null; });
+      }
     } else {
       const w = takeSpare(o.limits.memoryMb, this.#grants) ?? startWorker(o.limits.memoryMb, this.#grants);
       moduleUrl = admitBundle(w, o.moduleUrl);
       worker = w;
     }
-    worker.postMessage([ToWorker.Load, { ...this.#loadData, moduleUrl } satisfies WorkerLoadData]);
+    const load = [ToWorker.Load, { ...this.#loadData, moduleUrl } satisfies WorkerLoadData];
+    // With an egress proxy, Load goes once it listens (requests sent meanwhile wait in the instance for Load).
+    if (egress === null) worker.postMessage(load);
+    else void egress.then(() => worker.postMessage(load));
     const inst = new Instance(++this.#seq, worker, performance.now());
+    inst.egress = egress;
     this.#instances.push(inst);
     worker.on('message', (m: unknown[]) => this.#onMessage(inst, m));
     worker.on('error', (err: Error) => { inst.lastError = err; });
@@ -491,6 +512,7 @@ export class IsolatePool implements FunctionRuntime {
   }
 
   #onExit(inst: Instance, code: number): void {
+    if (inst.egress !== null) void inst.egress.then((p) => p?.close());
     const wasStarting = inst.state === State.Starting;
     const expected = inst.stopReason !== null;
     inst.state = State.Dead;

@@ -46,6 +46,8 @@ export function sandboxRuntimeDir(): string {
     platform: 'node',
     target: 'node20',
     external: ['node:*'],
+    // undici (the egress dispatcher) is CommonJS: its require() of built-ins needs a real require.
+    banner: { js: "import { createRequire as __fezzSandboxRequire } from 'node:module'; const require = __fezzSandboxRequire(import.meta.url);" },
     outdir: dir,
     outExtension: { '.js': '.mjs' },
     logLevel: 'silent',
