@@ -107,6 +107,18 @@ class Instance {
 
 const START_BACKOFF_MIN_MS = 1000;
 
+// hot path -- change with care
+/** `[Response, id, status, headers, body]` with a status 200-599, string headers in pairs, and a string, bytes or null body. */
+function wellFormed(m: unknown[]): boolean {
+  const status = m[2];
+  const headers = m[3];
+  const body = m[4];
+  if (typeof status !== 'number' || !(status >= 200 && status <= 599) || (status | 0) !== status) return false;
+  if (!Array.isArray(headers) || (headers.length & 1) !== 0) return false;
+  for (let i = 0; i < headers.length; i++) if (typeof headers[i] !== 'string') return false;
+  return body === null || typeof body === 'string' || body instanceof Uint8Array;
+}
+
 /** Post an instance's queued requests in one message (see protocol.ts "Batching"). */
 function flushInstance(inst: Instance): void {
   inst.flushScheduled = false;
@@ -310,7 +322,13 @@ export class IsolatePool implements FunctionRuntime {
         const task = inst.pending.get(m[1] as number);
         if (task === undefined) return; // timed out already
         inst.pending.delete(task.id);
-        task.resolve({ status: m[2] as number, headers: m[3] as string[], body: m[4] as string | Uint8Array | null });
+        // An instance (a sandbox above all) is not trusted to send a well-formed response.
+        if (!wellFormed(m)) {
+          this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, instance: inst.seq }, 'instance sent a malformed response message');
+          task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, 'a malformed response message from its instance']));
+        } else {
+          task.resolve({ status: m[2] as number, headers: m[3] as string[], body: m[4] as string | Uint8Array | null });
+        }
         this.#release(inst);
         return;
       }

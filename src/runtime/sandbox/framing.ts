@@ -12,7 +12,7 @@
 import { Buffer } from 'node:buffer';
 import { DefaultDeserializer, serialize } from 'node:v8';
 
-/** Largest frame accepted, in bytes (a longer length is a corrupt stream): 1 GiB. */
+/** Largest frame accepted by default, in bytes (a longer length is a corrupt stream): 1 GiB. */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 
 /** `v8.deserialize`, with Buffers turned into plain Uint8Arrays over the same bytes. */
@@ -41,7 +41,9 @@ export function encodeFrame(message: unknown): Buffer {
 /**
  * Incremental decoder: feed it chunks as they arrive, it calls `onMessage` for each complete
  * frame, in order. A chunk may hold part of a frame, one frame or many.
- * @throws RangeError from {@link FrameDecoder.push} when a length exceeds {@link MAX_FRAME_BYTES}.
+ * @throws RangeError from {@link FrameDecoder.push} when a length exceeds the decoder's
+ *   `maxBytes` ({@link MAX_FRAME_BYTES} by default; the host reading a sandbox uses less: what
+ *   an untrusted process sends must not be able to make the host buffer a gigabyte).
  */
 export class FrameDecoder {
   #chunks: Buffer[] = [];
@@ -49,9 +51,11 @@ export class FrameDecoder {
   /** Length of the frame being read, or -1 while its header is incomplete. */
   #need = -1;
   readonly #onMessage: (message: unknown) => void;
+  readonly #max: number;
 
-  constructor(onMessage: (message: unknown) => void) {
+  constructor(onMessage: (message: unknown) => void, maxBytes = MAX_FRAME_BYTES) {
     this.#onMessage = onMessage;
+    this.#max = maxBytes;
   }
 
   push(chunk: Buffer): void {
@@ -60,7 +64,7 @@ export class FrameDecoder {
       let off = 0;
       while (chunk.byteLength - off >= 4) {
         const len = chunk.readUInt32LE(off);
-        if (len > MAX_FRAME_BYTES) throw new RangeError(`frame of ${len} bytes`);
+        if (len > this.#max) throw new RangeError(`frame of ${len} bytes (at most ${this.#max})`);
         if (chunk.byteLength - off - 4 < len) break;
         this.#onMessage(deserialize(chunk.subarray(off + 4, off + 4 + len)));
         off += 4 + len;
@@ -74,7 +78,7 @@ export class FrameDecoder {
       if (this.#need === -1) {
         if (this.#buffered < 4) return;
         this.#need = this.#take(4).readUInt32LE(0);
-        if (this.#need > MAX_FRAME_BYTES) throw new RangeError(`frame of ${this.#need} bytes`);
+        if (this.#need > this.#max) throw new RangeError(`frame of ${this.#need} bytes (at most ${this.#max})`);
       }
       if (this.#buffered < this.#need) return;
       const payload = this.#take(this.#need);

@@ -43,9 +43,17 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
     const argv = sandboxCommand(spec);
     this.#child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: launchEnv(), cwd: '/' });
     this.#channel = this.#child.stdio[3] as Duplex;
-    const decoder = new FrameDecoder((m) => this.emit('message', m));
+    // What the sandbox sends is untrusted: a frame larger than twice its memory limit (32 MiB
+    // at least) ends it, before the host buffers it.
+    const maxFrame = Math.max(32, 2 * memoryMb) * 1024 * 1024;
+    const decoder = new FrameDecoder((m) => this.emit('message', m), maxFrame);
     this.#channel.on('data', (chunk: Buffer) => {
-      try { decoder.push(chunk); } catch { this.#child.kill('SIGKILL'); }
+      try {
+        decoder.push(chunk);
+      } catch (err) {
+        this.#stderr += `\nfezz: ${(err as Error).message}: the sandbox was stopped`;
+        this.#child.kill('SIGKILL');
+      }
     });
     this.#channel.on('error', () => undefined);
     (this.#child.stdout as Readable).resume();
