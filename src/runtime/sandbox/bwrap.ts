@@ -41,7 +41,7 @@
  *   files and /proc (the sandbox's own pid namespace), `--allow-fs-write=/tmp`; no child processes, workers, addons, WASI), as a second
  *   layer inside the sandbox, then `/fezz/sandbox-entry.mjs`.
  *
- * Not done in this step: a seccomp filter, cgroup memory limits, the egress proxy.
+ * - `--seccomp <fd>`: the deny-list filter of seccomp.ts (where python3-seccomp builds it).
  */
 import { execFile } from 'node:child_process';
 import { lstatSync, realpathSync } from 'node:fs';
@@ -73,6 +73,8 @@ export interface SandboxSpec {
   pidsCgroup: boolean;
   /** Node's permission model inside the sandbox (a second layer). @default true */
   nodePermissions?: boolean;
+  /** A file descriptor of the child holding the seccomp BPF program (seccomp.ts), or none. */
+  seccompFd?: number;
 }
 
 
@@ -111,6 +113,7 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
     'bwrap', '--unshare-all', '--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_GID),
     '--cap-drop', 'ALL', ...(disableUserns !== false ? ['--disable-userns'] : []),
     '--die-with-parent', '--new-session', '--as-pid-1', '--clearenv', '--hostname', 'fezz-sandbox',
+    ...(spec.seccompFd !== undefined ? ['--seccomp', String(spec.seccompFd)] : []),
     ...system,
     // The mounts of their own first, so that a granted path under /tmp is not hidden by it.
     '--tmpfs', '/tmp', '--proc', '/proc', '--dev', '/dev',

@@ -8,6 +8,9 @@
  * of its stderr (4 KiB) is kept for the error message of an unexpected exit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import path from 'node:path';
+import { seccompFilter } from './seccomp.js';
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import type { Readable, Duplex } from 'node:stream';
@@ -18,6 +21,7 @@ import { newInbox, releaseSandboxInbox, sandboxRuntimeDir } from './sandbox-runt
 import type { InstanceTransport } from '../isolate/protocol.js';
 
 const STDERR_TAIL = 4096;
+let warnedNoSeccomp = false;
 
 export class SandboxProcess extends EventEmitter implements InstanceTransport {
   /** The host directory bound at /fn in this sandbox. */
@@ -39,9 +43,20 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
     this.inbox = newInbox();
     const cgroups = makeSandboxCgroups(memoryMb);
     const cgroupDirs = cgroups.dirs;
-    const spec: SandboxSpec = { runtimeDir, inbox: this.inbox, memoryMb, readPaths, cgroupDirs, pidsCgroup: cgroups.pids };
+    const filter = seccompFilter(path.dirname(runtimeDir));
+    if (filter.file === null && !warnedNoSeccomp) {
+      warnedNoSeccomp = true;
+      process.emitWarning(`fezz sandbox: ${filter.reason}`);
+    }
+    // The filter goes to bwrap as fd 4 (after stdin, stdout, stderr and the channel).
+    const bpf = filter.file !== null ? openSync(filter.file, 'r') : null;
+    const spec: SandboxSpec = { runtimeDir, inbox: this.inbox, memoryMb, readPaths, cgroupDirs, pidsCgroup: cgroups.pids, ...(bpf !== null ? { seccompFd: 4 } : {}) };
     const argv = sandboxCommand(spec);
-    this.#child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: launchEnv(), cwd: '/' });
+    try {
+      this.#child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...(bpf !== null ? [bpf] : [])], env: launchEnv(), cwd: '/' });
+    } finally {
+      if (bpf !== null) closeSync(bpf);
+    }
     this.#channel = this.#child.stdio[3] as Duplex;
     // What the sandbox sends is untrusted: a frame larger than twice its memory limit (32 MiB
     // at least) ends it, before the host buffers it.
