@@ -59,6 +59,13 @@ export interface HostOptions {
    */
   startTimeoutMs?: number;
   /**
+   * The weakest isolation allowed: `'sandbox'` runs every isolate function in a bubblewrap
+   * sandbox whatever its manifest says (and refuses inline functions); `'thread'` lets each
+   * manifest choose (`"isolation"`, default thread). Plugins (process, native) are not
+   * sandboxed yet either way. @default 'thread' (flag --isolation, env FEZZ_ISOLATION)
+   */
+  isolation?: 'thread' | 'sandbox';
+  /**
    * Most open public connections; past it the oldest idle connection is closed to make room
    * (or the new one, when all are busy), counted in `fezz_connections_dropped_total`. @default the fd limit minus a reserve for admin,
    * plugins, workers and files (config/fd-limit.ts) (flag --max-connections)
@@ -94,6 +101,7 @@ export interface ResolvedHostOptions {
   readonly maxBodyBytes: number;
   readonly shutdownGraceMs: number;
   readonly startTimeoutMs: number;
+  readonly isolation: 'thread' | 'sandbox';
   readonly maxConnections: number;
   readonly adminMaxConnections: number;
   readonly headersTimeoutMs: number;
@@ -122,6 +130,12 @@ function int(name: string, value: unknown, min: number, max: number): number {
     throw fezzError('FEZZ_ERR_CONFIG_INVALID', [name, `an integer from ${min} to ${max}`, JSON.stringify(value)]);
   }
   return value;
+}
+
+function isolationOption(value: unknown): 'thread' | 'sandbox' {
+  if (value === undefined) return 'thread';
+  if (value === 'thread' || value === 'sandbox') return value;
+  throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['isolation', '"thread" or "sandbox"', JSON.stringify(value)]);
 }
 
 /**
@@ -158,6 +172,7 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
     maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes ?? DEFAULTS.maxBodyBytes, 0, 2 ** 31),
     shutdownGraceMs: int('shutdownGraceMs', options.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),
     startTimeoutMs: int('startTimeoutMs', options.startTimeoutMs ?? DEFAULTS.startTimeoutMs, 100, 600_000),
+    isolation: isolationOption(options.isolation),
     maxConnections: int('maxConnections', options.maxConnections ?? caps.publicMax, 1, 10_000_000),
     adminMaxConnections: int('adminMaxConnections', options.adminMaxConnections ?? caps.adminMax, 1, 1_000_000),
     headersTimeoutMs: int('headersTimeoutMs', options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs, 100, 3_600_000),

@@ -189,7 +189,7 @@ export class Host {
 
   #registryOptions(): RegistryOptions {
     const o = this.options;
-    return { dir: o.dir, cacheDir: o.cacheDir, logger: this.logger, dev: o.dev, abi: this.#abi, stats: this.#stats, startTimeoutMs: o.startTimeoutMs };
+    return { dir: o.dir, cacheDir: o.cacheDir, logger: this.logger, dev: o.dev, abi: this.#abi, stats: this.#stats, startTimeoutMs: o.startTimeoutMs, isolation: o.isolation };
   }
 
   /**
@@ -421,7 +421,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   // Plugins get their own scoped tokens from the admin listener, never resolved.token.
   const abi: AbiEndpoint = { store, tokens: admin.pluginTokens, url: () => admin.url };
   const stats = new StatsBook();
-  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats, startTimeoutMs: resolved.startTimeoutMs });
+  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats, startTimeoutMs: resolved.startTimeoutMs, isolation: resolved.isolation });
   return new Host(resolved, logger, logs, registry, stats, abi, admin);
 }
 

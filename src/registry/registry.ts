@@ -64,6 +64,12 @@ export interface RegistryOptions {
    * never loads costs one start deadline, not one per reload). Absent: always retry.
    */
   failedStarts?: Map<string, LoadProblem & { at: number }>;
+  /**
+   * The weakest isolation the host allows (options.isolation): with `'sandbox'`, every isolate
+   * function runs sandboxed whatever its manifest says, and inline functions (no isolation at
+   * all) are not served. @default 'thread' (each function's manifest decides)
+   */
+  isolation?: 'thread' | 'sandbox';
   /** Told of each runtime this load creates, before it starts (so a shutdown can stop it). */
   onCreate?: (runtime: FunctionRuntime) => void;
 }
@@ -243,16 +249,21 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       const label = path.relative(process.cwd(), fn.manifestPath);
       const bundle = await bundleEntry(fn.entryPath, options.cacheDir, label);
       checkBuiltins(bundle.builtins, m.permissions, label);
-      if (m.isolation === 'sandbox') {
+      const hostSandbox = options.isolation === 'sandbox';
+      if (hostSandbox && m.runtime === 'inline') {
+        throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, 'runtime "inline" runs on the host\'s own thread, which --isolation sandbox does not allow (use runtime "isolate")']);
+      }
+      const isolation = hostSandbox ? 'sandbox' : m.isolation;
+      if (isolation === 'sandbox') {
         // Never run a sandboxed function as threads: without bubblewrap it is not served.
         const can = await probeSandbox();
         if (!can.ok) throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, `isolation "sandbox" is not available on this host: ${can.reason}`]);
       }
       const common = { fnKey: fn.key, moduleUrl: bundle.url, env: functionEnv(m.env, m.permissions), handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
       return {
-        fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}`,
+        fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}\n${isolation}`,
         create: () => m.runtime === 'isolate'
-          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn), isolation: m.isolation, outbound: m.permissions.outbound })
+          ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn), isolation, outbound: m.permissions.outbound })
           : new InlineRuntime(common),
       };
     }

@@ -40,13 +40,14 @@ export function serveCommand(): Command {
     .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
     .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
     .addOption(new Option('--start-timeout <ms>', 'deadline for an instance to load its function, in ms').env('FEZZ_START_TIMEOUT').default(10_000).argParser(ms))
+    .addOption(new Option('--isolation <tier>', 'weakest isolation allowed: "sandbox" runs every isolate function under bubblewrap; "thread" lets each manifest choose').env('FEZZ_ISOLATION').choices(['thread', 'sandbox']).default('thread'))
     .addOption(new Option('--max-connections <n>', 'most open public connections (default: the fd limit minus a reserve)').env('FEZZ_MAX_CONNECTIONS').argParser(count))
     .addOption(new Option('--headers-timeout <ms>', 'time a client has to send its request head, in ms').env('FEZZ_HEADERS_TIMEOUT').default(20_000).argParser(ms))
     .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
     .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
-      maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
+      isolation: 'thread' | 'sandbox'; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
       // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
       // leaves the environment now (before anything is spawned); a token on the command line
       // is visible in the process list, so say so.
@@ -60,13 +61,19 @@ export function serveCommand(): Command {
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
         adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token, tokenFile,
         accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, watch: opts.watch,
-        startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections,
+        startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections, isolation: opts.isolation,
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
         bodyTimeoutMs: Number(opts.bodyTimeout), sendTimeoutMs: Number(opts.sendTimeout),
       });
       const { url } = await host.listen();
       const fns = host.functions();
       host.logger.info({ url, admin: host.adminUrl, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
+      // Say which isolation is in force: threads are defense in depth, not a boundary.
+      if (opts.isolation === 'sandbox') {
+        host.logger.info('isolation: every isolate function runs in a bubblewrap sandbox (--isolation sandbox); plugins (process, native) are not sandboxed yet');
+      } else {
+        host.logger.info('isolation: functions run as hardened worker threads unless their manifest says "isolation": "sandbox"; threads are not a security boundary: use --isolation sandbox for code you do not trust (docs/security.md)');
+      }
       if (tokenFrom === 'cli') {
         host.logger.warn('the admin token was given with --token: any local user can read it in the process list; use --token-file or FEZZ_TOKEN');
       }
