@@ -37,8 +37,12 @@ export interface QuickOptions {
   readonly pin: boolean;
   /** Cold start: functions per runtime. @default 25 (smoke: 3) */
   readonly coldstartFunctions: number;
-  /** Cold start: runtimes. @default ["isolate", "inline"] */
+  /** Cold start: runtimes (`sandbox`: isolate with `"isolation": "sandbox"`). @default ["isolate", "inline", "sandbox"] */
   readonly coldstartRuntimes: readonly JsRuntime[];
+  /** Cold start: functions per runtime whose first requests go at once (the burst rows). @default 10 (smoke: 3) */
+  readonly coldstartBurst: number;
+  /** Density: the isolate tiers measured, each on its own host. @default ["isolate", "sandbox"] */
+  readonly densityTiers: readonly ("isolate" | "sandbox")[];
   /** Density: warm-function counts. @default [1, 10, 100] (smoke: [1, 3]) */
   readonly densityLevels: readonly number[];
   /** Soak: requests in all. @default 2_000_000 (smoke: 20_000) */
@@ -79,10 +83,12 @@ export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx
 
  coldstart
   --coldstart-functions <n>  distinct functions per runtime                    (default 25; smoke: 3)
-  --coldstart-runtimes a,b   isolate, inline                                   (default both)
+  --coldstart-runtimes a,b   isolate, inline, sandbox (isolate, "isolation": "sandbox") (default all three)
+  --coldstart-burst <n>      functions per runtime cold-started at once, the burst rows (default 10; smoke: 3)
 
  density
   --density-levels a,b     warm-function counts                                (default 1,10,100; smoke: 1,3)
+  --density-tiers a,b      isolate (worker threads), sandbox (bwrap processes), one host each (default both)
 
  soak
   --soak-requests <n>      requests in all                                     (default 2000000; smoke: 20000)
@@ -118,6 +124,8 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
       pin: { type: "boolean", default: false },
       "coldstart-functions": { type: "string" },
       "coldstart-runtimes": { type: "string" },
+      "coldstart-burst": { type: "string" },
+      "density-tiers": { type: "string" },
       "density-levels": { type: "string" },
       "soak-requests": { type: "string" },
       "soak-server": { type: "string" },
@@ -133,9 +141,12 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
   const suites = list(values.suite);
   const unknownSuites = (suites ?? []).filter((s) => !(SUITES as readonly string[]).includes(s));
   if (unknownSuites.length > 0) throw new TypeError(`--suite: unknown ${unknownSuites.join(", ")}; known: ${SUITES.join(", ")}`);
-  const runtimes = list(values["coldstart-runtimes"]) ?? ["isolate", "inline"];
-  const badRuntime = runtimes.find((r) => r !== "isolate" && r !== "inline");
-  if (badRuntime !== undefined) throw new TypeError(`--coldstart-runtimes: ${JSON.stringify(badRuntime)} is not isolate or inline`);
+  const runtimes = list(values["coldstart-runtimes"]) ?? ["isolate", "inline", "sandbox"];
+  const badRuntime = runtimes.find((r) => r !== "isolate" && r !== "inline" && r !== "sandbox");
+  if (badRuntime !== undefined) throw new TypeError(`--coldstart-runtimes: ${JSON.stringify(badRuntime)} is not isolate, inline or sandbox`);
+  const tiers = list(values["density-tiers"]) ?? ["isolate", "sandbox"];
+  const badTier = tiers.find((t) => t !== "isolate" && t !== "sandbox");
+  if (badTier !== undefined) throw new TypeError(`--density-tiers: ${JSON.stringify(badTier)} is not isolate or sandbox`);
   const levels = (list(values["density-levels"]) ?? (smoke ? ["1", "3"] : ["1", "10", "100"])).map((raw) =>
     integer("--density-levels", raw, 1),
   );
@@ -154,7 +165,9 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
     threads: integer("--threads", values.threads, 1),
     pin: values.pin === true,
     coldstartFunctions: integer("--coldstart-functions", values["coldstart-functions"], smoke ? 3 : 25),
-    coldstartRuntimes: runtimes as JsRuntime[],
+    coldstartRuntimes: [...new Set(runtimes)] as JsRuntime[],
+    coldstartBurst: integer("--coldstart-burst", values["coldstart-burst"], smoke ? 3 : 10),
+    densityTiers: [...new Set(tiers)] as ("isolate" | "sandbox")[],
     densityLevels: [...new Set(levels)].sort((a, b) => a - b),
     soakRequests: integer("--soak-requests", values["soak-requests"], smoke ? 20_000 : 2_000_000),
     soakServer: values["soak-server"] ?? "fezz-isolate",

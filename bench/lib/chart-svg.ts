@@ -24,10 +24,13 @@ export interface ChartOptions {
 
 export function ratioChartSvg(rows: readonly Row[], options: ChartOptions): string {
   const { servers, workloads } = options;
-  const fezzFirst = servers.findIndex((s) => s.startsWith("fezz-"));
   const colour = (i: number): string => {
-    // Peers take the cool colours from the start, fezz rows the warm ones from index 6.
-    const index = fezzFirst >= 0 && i >= fezzFirst ? 6 + (i - fezzFirst) : i;
+    // Peers take the cool colours from the start, fezz rows the warm ones from index 6, each
+    // counted among its own kind (6 peers and 5 fezz rows fit the 12 colours without a repeat).
+    const name = servers[i] ?? "";
+    const fezz = name.startsWith("fezz-");
+    const rank = servers.slice(0, i).filter((s) => s.startsWith("fezz-") === fezz).length;
+    const index = fezz ? 6 + rank : rank;
     return PALETTE[index % PALETTE.length] ?? "#888";
   };
   const ratioOf = (server: string, workload: string): number | null =>

@@ -14,21 +14,33 @@ import { childLogDir } from "./child.js";
 import { EXAMPLES_DIR, FUNCTIONS_DIR, HANDLERS_DIR } from "./paths.js";
 import type { Workload } from "./types.js";
 
-export type JsRuntime = "isolate" | "inline";
+/**
+ * The bench's name of a JavaScript tier: the `isolate` and `inline` runtimes, and `sandbox`,
+ * which is the `isolate` runtime with `"isolation": "sandbox"` (each instance its own Node
+ * process under bubblewrap, see docs/security.md "The sandbox tier in detail").
+ */
+export type JsRuntime = "isolate" | "inline" | "sandbox";
+
+/** The manifest keys that select `tier`: `runtime`, and `isolation` for the sandbox. */
+export function tierManifest(tier: JsRuntime): { runtime: "isolate" | "inline"; isolation?: "sandbox" } {
+  return tier === "sandbox" ? { runtime: "isolate", isolation: "sandbox" } : { runtime: tier };
+}
 
 /** A manifest as the bench writes it (see DESIGN.md "The manifest"). */
 export interface BenchManifest {
   readonly id: string;
   readonly version: string;
   readonly entry: string;
-  readonly runtime: JsRuntime;
+  readonly runtime: "isolate" | "inline";
+  /** `"sandbox"`: each instance a separate process under bubblewrap (runtime `isolate` only). */
+  readonly isolation?: "thread" | "sandbox";
   readonly routes?: readonly { method: string; path: string; handler?: string }[];
   readonly instances?: { min: number; max: number };
   readonly idleTtlSeconds?: number;
 }
 
 /**
- * The isolate runtime gets one instance, started with the host and kept: the bench measures a
+ * The isolate runtime (either isolation) gets one instance, started with the host and kept: the bench measures a
  * warm function (cold starts have their own suite), and the todos store must live in one
  * instance for a GET to find what a POST made.
  */
@@ -50,19 +62,19 @@ export function writeFunction(dir: string, manifest: BenchManifest, files: Reado
 /** A functions dir holding only the function that serves `workload` on `runtime`. */
 export function workloadFunctionsDir(workload: Workload, runtime: JsRuntime): string {
   const dir = newFunctionsDir(`${runtime}-${workload.fezzId}`);
-  const instances = runtime === "isolate" ? { instances: ONE_WARM_INSTANCE } : {};
+  const instances = runtime !== "inline" ? { instances: ONE_WARM_INSTANCE } : {};
   if (workload.fezzExample !== undefined) {
     const name = workload.fezzExample;
     cpSync(join(EXAMPLES_DIR, name), join(dir, name), { recursive: true });
     const manifestFile = join(dir, name, "fezz.json");
     const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as Record<string, unknown>;
-    writeFileSync(manifestFile, `${JSON.stringify({ ...manifest, runtime, ...instances }, null, 2)}\n`);
+    writeFileSync(manifestFile, `${JSON.stringify({ ...manifest, ...tierManifest(runtime), ...instances }, null, 2)}\n`);
     return dir;
   }
   const fnDir = join(dir, `${workload.fezzId}@1.0.0`);
   mkdirSync(fnDir);
   copyFileSync(join(HANDLERS_DIR, workload.handler), join(fnDir, "index.mjs"));
-  const manifest: BenchManifest = { id: workload.fezzId, version: "1.0.0", entry: "index.mjs", runtime, routes: [], ...instances };
+  const manifest: BenchManifest = { id: workload.fezzId, version: "1.0.0", entry: "index.mjs", ...tierManifest(runtime), routes: [], ...instances };
   writeFileSync(join(fnDir, "fezz.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   return dir;
 }

@@ -26,7 +26,8 @@ export interface BenchResults {
   readonly skipped: readonly string[];
   readonly throughput: { readonly info: RunInfo; readonly rows: readonly Row[]; readonly servers: readonly string[]; readonly workloads: readonly string[] } | null;
   readonly coldstart: ColdStartResult | null;
-  readonly density: DensityResult | null;
+  /** One per tier measured (`isolate`, `sandbox`), each on its own host. */
+  readonly density: readonly DensityResult[] | null;
   readonly soak: readonly SoakResult[] | null;
   readonly targets: readonly TargetRow[];
 }
@@ -96,8 +97,8 @@ export function resultsMarkdown(results: BenchResults, svgFile: string | null): 
   if (results.coldstart !== null) {
     out.push("## Cold start", "", coldStartNote(results.coldstart), "", markdownGrid(coldStartGrid(results.coldstart)), "");
   }
-  if (results.density !== null) {
-    out.push("## Density", "", densityNote(results.density), "", markdownGrid(densityGrid(results.density)), "");
+  for (const density of results.density ?? []) {
+    out.push(`## Density (${density.tier})`, "", densityNote(density), "", markdownGrid(densityGrid(density)), "");
   }
   if (results.soak !== null) {
     out.push(

@@ -3,7 +3,8 @@
  * fresh server in its own child process, bound to 127.0.0.1 on a free port (a fresh process
  * per pair, so each peak RSS belongs to one workload), and maps a workload to its URL path.
  *
- * fezz runs `isolate` and `inline` on the workload's handler module (or the todos example),
+ * fezz runs `isolate`, `sandbox` (isolate with `"isolation": "sandbox"`) and `inline` on the
+ * workload's handler module (or the todos example),
  * and the plugin runtimes `process` (a Go executable) and `native` (a C `.so`) on the hello
  * plugins, which bench/build-plugins.sh compiles first and which serve `hello` and `json`.
  */
@@ -12,6 +13,7 @@ import { join } from "node:path";
 import { runTool } from "./child.js";
 import { startFezz } from "./fezz-host.js";
 import { pluginFunctionsDir, workloadFunctionsDir, type JsRuntime } from "./fezz-functions.js";
+import { requireSandbox } from "./sandbox-probe.js";
 import { BENCH_DIR, REPO_ROOT, serverEnv } from "./paths.js";
 import { peers, type PeerAdapter } from "./peers.js";
 import type { RunningServer, ServerAdapter, Workload } from "./types.js";
@@ -54,8 +56,18 @@ function jsPath(workload: Workload): string {
   return workload.fezzExample === undefined ? `/rpc/${workload.fezzId}` : workload.path;
 }
 
+/**
+ * `fezz-isolate`, `fezz-inline`, and `fezz-sandbox`: the isolate runtime with
+ * `"isolation": "sandbox"`, whose every start first checks (once per run) that bubblewrap can
+ * start a sandbox here; when it cannot, the rows say `failed to start: sandbox unavailable: <why>`.
+ */
 function jsFezz(runtime: JsRuntime): ServerAdapter {
-  return fezz(`fezz-${runtime}`, jsPath, (workload) => workloadFunctionsDir(workload, runtime));
+  return fezz(
+    `fezz-${runtime}`,
+    jsPath,
+    (workload) => workloadFunctionsDir(workload, runtime),
+    runtime === "sandbox" ? requireSandbox : undefined,
+  );
 }
 
 /**
@@ -98,6 +110,7 @@ function buildPlugins(language: "c" | "go"): () => Promise<void> {
 
 export const fezzServers: readonly ServerAdapter[] = [
   jsFezz("isolate"),
+  jsFezz("sandbox"),
   jsFezz("inline"),
   pluginFezz("fezz-process", "hello-go", "go"),
   pluginFezz("fezz-native", "hello-c", "c"),

@@ -13,10 +13,11 @@ const mb = (n: number | null | undefined): string => (n === null || n === undefi
 
 export function coldStartGrid(result: ColdStartResult): Grid {
   return {
-    headers: ["runtime", "functions", "1st p50 ms", "1st p99 ms", "1st max ms", "2nd p50 ms", "2nd p99 ms", "notes"],
-    right: new Set([1, 2, 3, 4, 5, 6]),
+    headers: ["runtime", "mode", "functions", "1st p50 ms", "1st p99 ms", "1st max ms", "2nd p50 ms", "2nd p99 ms", "notes"],
+    right: new Set([2, 3, 4, 5, 6, 7]),
     rows: result.rows.map((row) => [
       row.runtime,
+      row.mode ?? "spaced",
       String(row.functions),
       ms(row.first?.p50Ms),
       ms(row.first?.p99Ms),
@@ -33,22 +34,28 @@ export function coldStartNote(result: ColdStartResult): string {
   return (
     `One host, ${result.totalFunctions} functions, fresh --cache-dir: it bundled them all at load and was ready in ` +
     `${ms(result.hostStartMs ?? undefined)} ms. 1st = the request that starts the function's instance; 2nd = the next one. ` +
-    `Client time to the last byte, over one kept-alive connection.`
+    `Client time to the last byte over a kept-alive connection. spaced: one function at a time, 250 ms apart; ` +
+    `burst: every function of the row at once, one connection each. sandbox = isolate with "isolation": "sandbox" (a bwrap process per instance).`
   );
 }
 
 export function densityGrid(result: DensityResult): Grid {
+  const sandbox = result.tier === "sandbox";
   const line = (label: string, s: DensitySample): string[] => [
     label,
     s.instances === null ? "-" : String(s.instances),
     mb(s.hostMb),
     mb(s.childrenMb),
+    ...(sandbox ? [`${mb(s.sandboxMb)} (${s.sandboxProcesses})`] : []),
     mb(s.totalMb),
     mb(s.perFunctionMb),
   ];
+  if (result.samples.length === 0 && result.error !== null) {
+    return { headers: ["state", "notes"], right: new Set(), rows: [["-", result.error]] };
+  }
   return {
-    headers: ["state", "instances", "host MB", "children MB", "total MB", "MB per warm fn"],
-    right: new Set([1, 2, 3, 4, 5]),
+    headers: ["state", "instances", "host MB", "children MB", ...(sandbox ? ["sandbox procs MB (count)"] : []), "total MB", "MB per warm fn"],
+    right: new Set(sandbox ? [1, 2, 3, 4, 5, 6] : [1, 2, 3, 4, 5]),
     rows: [
       ...result.samples.map((s) => line(s.warm === 0 ? "fresh host" : `${s.warm} warm`, s)),
       ...(result.afterEviction === null ? [] : [line("after idle eviction", result.afterEviction)]),
@@ -58,11 +65,19 @@ export function densityGrid(result: DensityResult): Grid {
 
 export function densityNote(result: DensityResult): string {
   const parts: string[] = [];
-  if (result.perIsolateMb !== null) parts.push(`${result.perIsolateMb.toFixed(1)} MB per additional warm isolate (slope between the lowest and highest level)`);
+  const sandbox = result.tier === "sandbox";
+  const what = sandbox ? "sandbox" : "isolate";
+  if (result.perIsolateMb !== null) parts.push(`${result.perIsolateMb.toFixed(1)} MB per additional warm ${what} (total, slope between the lowest and highest level)`);
+  if (result.perSandboxProcessMb !== null) parts.push(`of which ${result.perSandboxProcessMb.toFixed(1)} MB in the sandbox processes themselves`);
   if (result.returned !== null) parts.push(`eviction gave back ${(result.returned * 100).toFixed(0)}% of what the warm functions took`);
   if (result.evictionMs !== null) parts.push(`all evicted ${(result.evictionMs / 1000).toFixed(1)} s after the last request (idleTtlSeconds: 1)`);
   if (result.error !== null) parts.push(`error: ${result.error}`);
-  return `RSS = VmRSS of the host + its descendants (esbuild's service). ${parts.join("; ")}.`;
+  const how = sandbox
+    ? `Tier sandbox ("isolation": "sandbox"): every instance is a Node process under bwrap, a descendant of the host, so its memory is not in the host's VmRSS. ` +
+      `RSS = VmRSS (/proc/<pid>/status) of the host + every descendant: esbuild's service and the sandbox processes ` +
+      `(bwrap and the node inside it; the host's one pre-started spare is among them from the fresh host on).`
+    : `Tier isolate: instances are worker threads, in the host's VmRSS. RSS = VmRSS of the host + its descendants (esbuild's service).`;
+  return `${how} ${parts.join("; ")}.`;
 }
 
 export function soakGrid(results: readonly SoakResult[]): Grid {
@@ -90,7 +105,7 @@ export function soakGrid(results: readonly SoakResult[]): Grid {
 
 export function targetsGrid(targets: readonly TargetRow[]): Grid {
   return {
-    headers: ["target (issue 5)", "goal", "measured", "met", "table"],
+    headers: ["target", "goal", "measured", "met", "table"],
     right: new Set(),
     rows: targets.map((t) => [t.target, t.goal, t.measured, t.met === null ? "-" : t.met ? "yes" : "NO", t.where]),
   };

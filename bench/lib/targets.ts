@@ -1,5 +1,5 @@
 /**
- * The targets of issue 5, checked against one run's results. A target whose figure this run
+ * The targets of issue 5 and of issue 11 (the sandbox tier), checked against one run's results. A target whose figure this run
  * did not measure (suite or row not run, or failed) shows "-" and no verdict.
  */
 import type { ColdStartResult } from "./suite-coldstart.js";
@@ -24,7 +24,7 @@ export interface TargetInputs {
   readonly baseline: string;
   readonly throughput: readonly Row[] | null;
   readonly coldstart: ColdStartResult | null;
-  readonly density: DensityResult | null;
+  readonly density: readonly DensityResult[] | null;
   readonly soak: readonly SoakResult[] | null;
 }
 
@@ -62,7 +62,7 @@ export function evaluateTargets(inputs: TargetInputs): TargetRow[] {
   for (const workload of ["hello", "json"]) rpsRatio("fezz-inline", workload, "inline", 0.95);
   for (const workload of ["hello", "json"]) rpsRatio("fezz-process", workload, "process (Go plugin, ABI)", 0.25);
 
-  const cold = inputs.coldstart?.rows.find((r) => r.runtime === "isolate")?.first ?? null;
+  const cold = inputs.coldstart?.rows.find((r) => r.runtime === "isolate" && (r.mode ?? "spaced") === "spaced")?.first ?? null;
   out.push({
     target: "cold start p50 (isolate, 1st request)",
     goal: "<= 10 ms",
@@ -78,7 +78,8 @@ export function evaluateTargets(inputs: TargetInputs): TargetRow[] {
     where: "coldstart",
   });
 
-  const perIsolate = inputs.density?.perIsolateMb ?? null;
+  const isolateDensity = inputs.density?.find((d) => d.tier === "isolate") ?? null;
+  const perIsolate = isolateDensity?.perIsolateMb ?? null;
   out.push({
     target: "RSS per additional warm isolate",
     goal: "<= 12 MB",
@@ -86,12 +87,33 @@ export function evaluateTargets(inputs: TargetInputs): TargetRow[] {
     met: perIsolate === null ? null : perIsolate <= 12,
     where: "density",
   });
-  const returned = inputs.density?.returned ?? null;
+  const returned = isolateDensity?.returned ?? null;
   out.push({
     target: "eviction returns it",
     goal: ">= 90% of the growth given back",
     measured: returned === null ? "-" : `${(returned * 100).toFixed(0)}%`,
     met: returned === null ? null : returned >= 0.9,
+    where: "density",
+  });
+
+  // Issue 11: the sandbox tier (a bwrap process per instance) and the thread tier beside it.
+  rpsRatio("fezz-sandbox", "hello", "sandbox (issue 11)", 0.7);
+  rpsRatio("fezz-isolate", "hello", "thread tier, isolate (issue 11)", 0.9);
+  const sandboxCold = inputs.coldstart?.rows.find((r) => r.runtime === "sandbox" && r.mode === "spaced") ?? null;
+  const sandboxColdP50 = sandboxCold?.first?.p50Ms ?? null;
+  out.push({
+    target: "cold start p50 (sandbox, pre-started spare, spaced, 1st request) (issue 11)",
+    goal: "<= 15 ms",
+    measured: sandboxColdP50 === null ? (sandboxCold?.error != null && sandboxCold.error.startsWith("sandbox unavailable") ? "- (sandbox unavailable)" : "-") : `${sandboxColdP50.toFixed(1)} ms`,
+    met: sandboxColdP50 === null ? null : sandboxColdP50 <= 15,
+    where: "coldstart",
+  });
+  const perSandbox = inputs.density?.find((d) => d.tier === "sandbox")?.perIsolateMb ?? null;
+  out.push({
+    target: "RSS per additional warm sandbox (host + sandbox processes) (issue 11)",
+    goal: "(no goal; reported)",
+    measured: perSandbox === null ? "-" : `${perSandbox.toFixed(1)} MB`,
+    met: null,
     where: "density",
   });
 
