@@ -172,7 +172,10 @@ export function probeSandbox(): Promise<Availability> {
       return { ok: false, reason: `bubblewrap is not installed or does not run (${v.out || 'bwrap not found'}); install it: apt-get install bubblewrap` };
     }
     const tryProfile = async (): Promise<{ code: number; out: string }> => {
-      const argv = sandboxCommand({ runtimeDir: '/usr', inbox: '/usr', memoryMb: 32, readPaths: [], cgroupDirs: [], pidsCgroup: false });
+      // No process limit for the probe: `prlimit --nproc` counts every process and thread of
+      // uid 65534 host-wide (all sandboxes), so with sandboxes running it made the probe fail
+      // with EAGAIN. It runs `node -e 0` and exits.
+      const argv = sandboxCommand({ runtimeDir: '/usr', inbox: '/usr', memoryMb: 32, readPaths: [], cgroupDirs: [], pidsCgroup: true });
       // The profile, with `node -e 0` instead of the sandbox entry.
       const entry = argv.length - 1;
       argv.splice(entry, 1, '-e', '0');
