@@ -21,6 +21,24 @@ import { newInbox, releaseSandboxInbox, sandboxRuntimeDir } from './sandbox-runt
 import type { InstanceTransport } from '../isolate/protocol.js';
 
 const STDERR_TAIL = 4096;
+
+/**
+ * Every sandbox still running, so that none outlives the host: bwrap's --die-with-parent is
+ * not enough once setpriv changed the launcher's uid (seen: orphaned bwrap processes after a
+ * host exited with spares up). On the host's exit they are killed, synchronously.
+ */
+const live = new Set<ChildProcess>();
+let exitHook = false;
+function track(child: ChildProcess): void {
+  live.add(child);
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const c of live) {
+      try { c.kill('SIGKILL'); } catch { /* already gone */ }
+    }
+  });
+}
 let warnedNoSeccomp = false;
 
 export class SandboxProcess extends EventEmitter implements InstanceTransport {
@@ -79,7 +97,9 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
       let spawnError: Error | null = null;
       this.#child.once('error', (err) => { spawnError = err; });
       // 'close': after its stdio (the channel included) is drained, so every message is in.
+      track(this.#child);
       this.#child.once('close', (code, signal) => {
+        live.delete(this.#child);
         const n = code ?? (signal !== null ? 128 + (constants.signals[signal] ?? 0) : 1);
         this.#exitCode = n;
         releaseSandboxInbox(this.inbox);
