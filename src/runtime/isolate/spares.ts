@@ -13,6 +13,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { closeSandboxSpares, enableSandboxSpares } from '../sandbox/spares.js';
+import { refillAfterFirstWord } from './spare-refill.js';
 import { admitToInbox, grantsKey, hardenedLaunch, hardeningEnabled, NO_GRANTS, releaseInbox, type WorkerGrants } from './permissions.js';
 
 /**
@@ -106,16 +107,8 @@ function startSpare(key: string, memoryMb: number, grants: WorkerGrants): void {
 }
 
 /**
- * Longest wait, in ms, before a taken spare's replacement starts even though the taker has not
- * said a word yet (a function whose top level takes long to evaluate).
- */
-const REFILL_AT_LATEST_MS = 1_000;
-
-/**
  * Take the spare for `memoryMb`, or null if there is none. Its replacement starts once the
- * taken worker sends its first message (Ready or LoadError) or exits, or after 1 s: starting
- * a worker is ~40 ms of CPU, and on a small machine starting it at once made the very import
- * it was meant to speed up 2-6x slower (cold start p50 9.8 -> 5.3 ms, p99 20 -> 7 ms, 2 cores).
+ * taken worker says its first word or exits, or after 1 s (spare-refill.ts says why).
  */
 export function takeSpare(memoryMb: number, grants: WorkerGrants = NO_GRANTS): Worker | null {
   const key = spareKey(memoryMb, grants);
@@ -126,19 +119,7 @@ export function takeSpare(memoryMb: number, grants: WorkerGrants = NO_GRANTS): W
   w.off('exit', spare.forget);
   w.off('error', spare.forget);
   w.ref();
-  let refilled = false;
-  const refill = (): void => {
-    if (refilled) return;
-    refilled = true;
-    clearTimeout(timer);
-    w.off('message', refill);
-    w.off('exit', refill);
-    setImmediate(() => startSpare(key, memoryMb, grants));
-  };
-  const timer = setTimeout(refill, REFILL_AT_LATEST_MS);
-  timer.unref();
-  w.on('message', refill);
-  w.once('exit', refill);
+  refillAfterFirstWord(w, () => startSpare(key, memoryMb, grants));
   return w;
 }
 

@@ -7,6 +7,7 @@
  */
 import { SandboxProcess } from './sandbox-process.js';
 import { admitToSandbox } from './sandbox-runtime.js';
+import { refillAfterFirstWord } from '../isolate/spare-refill.js';
 
 interface Spare { proc: SandboxProcess; forget: () => void }
 
@@ -52,9 +53,6 @@ function startSpare(key: string, memoryMb: number, readPaths: readonly string[])
   spares.set(key, { proc, forget });
 }
 
-/** As the thread tier's: the replacement starts after the taken spare's first message, exit, or 1 s. */
-const REFILL_AT_LATEST_MS = 1_000;
-
 /** Take the spare for these settings, or null. */
 export function takeSandboxSpare(memoryMb: number, readPaths: readonly string[]): SandboxProcess | null {
   const key = keyOf(memoryMb, readPaths);
@@ -64,19 +62,7 @@ export function takeSandboxSpare(memoryMb: number, readPaths: readonly string[])
   const proc = spare.proc;
   proc.off('exit', spare.forget);
   proc.ref();
-  let refilled = false;
-  const refill = (): void => {
-    if (refilled) return;
-    refilled = true;
-    clearTimeout(timer);
-    proc.off('message', refill);
-    proc.off('exit', refill);
-    setImmediate(() => startSpare(key, memoryMb, readPaths));
-  };
-  const timer = setTimeout(refill, REFILL_AT_LATEST_MS);
-  timer.unref();
-  proc.on('message', refill);
-  proc.once('exit', refill);
+  refillAfterFirstWord(proc, () => startSpare(key, memoryMb, readPaths));
   return proc;
 }
 
