@@ -122,5 +122,9 @@ if want python; then
     case "$f" in */main.py) chmod 0755 "$f";; esac
     log "checked $f"
   done
+  # A deployed Python plugin ships the SDK beside main.py: a sandboxed one sees nothing else.
+  cp sdk/python/fezz.py "$EXAMPLES/echo-python@1.0.0/fezz.py.tmp"
+  mv "$EXAMPLES/echo-python@1.0.0/fezz.py.tmp" "$EXAMPLES/echo-python@1.0.0/fezz.py"
+  log "copied sdk/python/fezz.py into $EXAMPLES/echo-python@1.0.0"
 fi
 log "done"

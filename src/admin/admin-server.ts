@@ -101,6 +101,15 @@ export class AdminServer {
     }
   }
 
+  /**
+   * Serve one already-connected socket as if it had arrived on the admin listener: how a
+   * sandboxed plugin's ABI relay (a unix socket in its inbox) reaches the ABI routes. Requests
+   * on it need a token like any other.
+   */
+  acceptConnection(socket: import('node:net').Socket): void {
+    this.#server.emit('connection', socket);
+  }
+
   listen(): Promise<string> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);

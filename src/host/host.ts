@@ -419,7 +419,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES, maxConnections: resolved.adminMaxConnections });
   admin.add(abiRoutes(store, logger));
   // Plugins get their own scoped tokens from the admin listener, never resolved.token.
-  const abi: AbiEndpoint = { store, tokens: admin.pluginTokens, url: () => admin.url };
+  const abi: AbiEndpoint = { store, tokens: admin.pluginTokens, url: () => admin.url, connection: (socket) => admin.acceptConnection(socket) };
   const stats = new StatsBook();
   const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats, startTimeoutMs: resolved.startTimeoutMs, isolation: resolved.isolation });
   return new Host(resolved, logger, logs, registry, stats, abi, admin);

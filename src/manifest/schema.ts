@@ -89,10 +89,15 @@ export const manifestSchema = z.strictObject({
   /** Seconds an idle instance is kept warm before eviction (fractions allowed). @default 300 */
   idleTtlSeconds: z.number().positive().max(7 * 24 * 3600).default(300),
   permissions: permissionsSchema.default(permissionsSchema.parse({})),
-  /** Where an isolate function's instances run: `"thread"` or `"sandbox"`. @default "thread" */
+  /**
+   * Where the function's instances run: `"thread"` (worker threads for isolate functions; plugin
+   * processes as the host's user) or `"sandbox"` (a bubblewrap sandbox per instance, plugins
+   * included). A host started with `--isolation sandbox` sandboxes every function whatever
+   * this says. @default "thread"
+   */
   isolation: z.enum(ISOLATIONS).default('thread'),
-}).refine((m) => m.isolation === 'thread' || m.runtime === 'isolate', {
-  message: 'isolation "sandbox" is only available for runtime "isolate" (for now)', path: ['isolation'],
+}).refine((m) => m.isolation === 'thread' || m.runtime !== 'inline', {
+  message: 'isolation "sandbox" is not available for runtime "inline" (it runs on the host\'s own thread): use runtime "isolate"', path: ['isolation'],
 }).refine((m) => m.instances.min <= m.instances.max, {
   message: 'instances.min must not exceed instances.max', path: ['instances', 'min'],
 });

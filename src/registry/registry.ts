@@ -271,13 +271,19 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
     case 'native': {
       if (m.runtime === 'process') await assertExecutable(fn);
       const st = await stat(fn.entryPath);
+      const isolation = options.isolation === 'sandbox' ? 'sandbox' : m.isolation;
+      if (isolation === 'sandbox') {
+        const can = await probeSandbox();
+        if (!can.ok) throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, `isolation "sandbox" is not available on this host: ${can.reason}`]);
+      }
       const base = {
         fnKey: fn.key, id: fn.id, version: fn.version, kind: m.runtime, cwd: fn.dir, entryPath: fn.entryPath,
         env: functionEnv(m.env, m.permissions), limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
         startTimeoutMs: options.startTimeoutMs,
+        ...(isolation === 'sandbox' ? { sandbox: { outbound: m.permissions.outbound } } : {}),
       } as const;
       return {
-        fingerprint: `${fn.entryPath}:${st.ino}:${st.size}:${st.mtimeMs}\n${manifestText}`,
+        fingerprint: `${fn.entryPath}:${st.ino}:${st.size}:${st.mtimeMs}\n${manifestText}\n${isolation}`,
         create: () => new PluginRuntime({ ...base, command: m.runtime === 'process' ? [fn.entryPath] : pluginHostCommand(fn.entryPath) }),
       };
     }

@@ -33,11 +33,13 @@ describe('manifest schema', () => {
     ]) assert.ok(text.includes(expected), `${expected} in ${text}`);
   });
 
-  it('isolation "sandbox" only for runtime "isolate"', () => {
+  it('isolation "sandbox" for isolate and plugin runtimes, never inline', () => {
     assert.equal(manifestSchema.parse({ id: 'x', version: '1.0.0', entry: 'i.js', isolation: 'sandbox' }).isolation, 'sandbox');
-    const r = manifestSchema.safeParse({ id: 'x', version: '1.0.0', entry: 'x', runtime: 'process', isolation: 'sandbox' });
+    assert.equal(manifestSchema.parse({ id: 'x', version: '1.0.0', entry: 'x', runtime: 'process', isolation: 'sandbox' }).isolation, 'sandbox');
+    assert.equal(manifestSchema.parse({ id: 'x', version: '1.0.0', entry: 'x.so', runtime: 'native', isolation: 'sandbox' }).isolation, 'sandbox');
+    const r = manifestSchema.safeParse({ id: 'x', version: '1.0.0', entry: 'i.js', runtime: 'inline', isolation: 'sandbox' });
     assert.equal(r.success, false);
-    assert.match(describeIssues(r.error!), /field "isolation": isolation "sandbox" is only available for runtime "isolate"/);
+    assert.match(describeIssues(r.error!), /field "isolation": isolation "sandbox" is not available for runtime "inline"/);
   });
 
   it('instances.min may not exceed max', () => {

@@ -53,6 +53,8 @@ import type { Limits } from '../../manifest/schema.js';
 import type { PendingStore } from '../../abi/pending-store.js';
 import type { AbiTokens } from '../../abi/tokens.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
+import type { Socket } from 'node:net';
+import { PluginSandboxHome } from '../sandbox/plugin-sandbox.js';
 
 /** How the host reaches the ABI, for the children's environment. */
 export interface AbiEndpoint {
@@ -61,6 +63,11 @@ export interface AbiEndpoint {
   url(): string;
   /** Issues each runtime's FEZZ_TOKEN, scoped to its function key, and revokes it at close. */
   tokens: AbiTokens;
+  /**
+   * Serve a connection as the admin listener's (AdminServer.acceptConnection): how a
+   * sandboxed plugin's ABI socket reaches the ABI routes. Needed by `sandbox` runtimes only.
+   */
+  connection?(socket: Socket): void;
 }
 
 export interface PluginRuntimeOptions {
@@ -85,6 +92,13 @@ export interface PluginRuntimeOptions {
    * Past it the child is killed, the start counts as failed (backoff) and its requests get 502.
    */
   startTimeoutMs: number;
+  /**
+   * Run every child under the sandbox profile (sandbox/plugin-sandbox.ts): own uid, pid and
+   * network namespaces, no capabilities, cgroup limits, seccomp; the ABI reached through a
+   * relay on the sandbox's loopback; `outbound` hosts through the egress proxy (https only).
+   * Absent: children run as the host's user with the host's network (thread tier hosts).
+   */
+  sandbox?: { outbound: readonly string[] };
 }
 
 /** Host environment variables a plugin may need to run at all; everything else is withheld. */
@@ -100,6 +114,8 @@ const CRASH_SHARE = 1 / 5;
 const RETRY_AFTER = ['retry-after', '1'];
 /** A process plugin that is still running this long after its start counts as started, in ms. */
 const PROCESS_SETTLE_MS = 150;
+/** libuv threads of a sandboxed plugin (its pids cgroup allows 64 threads in all). */
+const SANDBOX_POOL_MAX = 24;
 /** After SIGKILL, how long `close()` still waits for the child's 'exit', in ms. */
 const KILL_WAIT_MS = 200;
 
@@ -154,6 +170,8 @@ export class PluginRuntime implements FunctionRuntime {
   #readyWaiters: Array<(err: string | null) => void> = [];
   /** This runtime's ABI token (FEZZ_TOKEN): issued at the first spawn, revoked by close(). */
   #token: string | null = null;
+  /** The sandbox's files and sockets (sandbox runtimes only), made at the first spawn. */
+  #home: PluginSandboxHome | null = null;
 
   constructor(options: PluginRuntimeOptions) {
     this.#o = options;
@@ -229,20 +247,33 @@ export class PluginRuntime implements FunctionRuntime {
   #spawn(): Child | null {
     const o = this.#o;
     const env: Record<string, string> = {};
-    for (const k of PASS_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+    // A sandboxed child gets none of the host's environment (plugin-sandbox.ts sets PATH, HOME, TMPDIR, LANG).
+    if (o.sandbox === undefined) for (const k of PASS_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
     Object.assign(env, o.env, {
       FEZZ_HOST: o.abi.url(),
       FEZZ_TOKEN: this.#token ??= o.abi.tokens.issue(o.fnKey),
       FEZZ_FUNCTION_ID: o.id,
       FEZZ_FUNCTION_VERSION: o.version,
-      UV_THREADPOOL_SIZE: String(Math.min(1024, Math.max(4, o.limits.concurrency))),
+      // Native calls run on libuv's pool. A sandbox has at most PIDS_MAX (64) threads in all:
+      // its pool stops at SANDBOX_POOL_MAX, and calls past that wait for a thread.
+      UV_THREADPOOL_SIZE: String(Math.min(o.sandbox !== undefined ? SANDBOX_POOL_MAX : 1024, Math.max(4, o.limits.concurrency))),
     });
     let proc: ChildProcess;
     try {
-      proc = spawn(o.command[0]!, o.command.slice(1), {
-        cwd: o.cwd, env,
-        stdio: ['pipe', 'pipe', 'pipe', o.kind === 'native' ? 'pipe' : 'ignore'],
-      });
+      if (o.sandbox !== undefined) {
+        const connection = o.abi.connection;
+        if (connection === undefined) throw new Error('this host cannot serve the ABI to a sandbox (no ABI connection handler)');
+        this.#home ??= new PluginSandboxHome({
+          fnKey: o.fnKey, kind: o.kind, fnDir: o.cwd, entryPath: o.entryPath, memoryMb: o.limits.memoryMb,
+          outbound: o.sandbox.outbound, abiConnection: (socket) => connection(socket), logger: o.logger,
+        });
+        proc = this.#home.spawn(env);
+      } else {
+        proc = spawn(o.command[0]!, o.command.slice(1), {
+          cwd: o.cwd, env,
+          stdio: ['pipe', 'pipe', 'pipe', o.kind === 'native' ? 'pipe' : 'ignore'],
+        });
+      }
     } catch (err) {
       this.#failed((err as Error).message, false, undefined, 0);
       return null;
@@ -397,6 +428,7 @@ export class PluginRuntime implements FunctionRuntime {
         const now = stamp(this.#o.entryPath);
         if (now === this.#entryStamp || now === '') return;
         this.#entryStamp = now;
+        this.#home?.restage();
         this.#o.logger.info({ fn: this.#o.fnKey, entry: this.#o.entryPath }, 'entry changed: replacing plugin processes');
         for (const c of [...this.#children]) void this.#retire(c, this.#o.limits.timeoutMs);
         this.#refill();
@@ -501,6 +533,7 @@ export class PluginRuntime implements FunctionRuntime {
     await Promise.all([...this.#children].map((c) => this.#retire(c, graceMs)));
     if (this.#token !== null) this.#o.abi.tokens.revoke(this.#token);
     this.#token = null;
+    await this.#home?.close();
   }
 }
 

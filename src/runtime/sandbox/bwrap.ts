@@ -33,8 +33,11 @@
  *     given a function, then only that function's bundle (hard-linked in by the host: a
  *     read-only bind still shows files the host adds later);
  *   - `--ro-bind <path> <path>` for each of the function's `permissions.files`;
- *   - `--tmpfs /tmp` (private, writable), `--proc /proc` (of its own pid namespace),
- *     `--dev /dev` (null, zero, random, urandom, tty, shm);
+ *   - `--tmpfs /tmp` (private, writable; its pages count against the memory cgroup),
+ *     `--proc /proc` (of its own pid namespace), `--dev /dev` (null, zero, random, urandom,
+ *     tty, shm);
+ *   - `--remount-ro /`: the root itself (a tmpfs of bwrap's holding the mount points) is
+ *     read-only, so /tmp is the only writable place;
  *   - nothing else: no /etc, /root, /home, functions directory or bundle cache.
  * - `node --max-old-space-size=<memoryMb>` (heap cap; the worker logic checks ArrayBuffer memory
  *   too) with Node's permission model (`--allow-fs-read` of /fezz, /fn, /tmp, the granted
@@ -75,6 +78,22 @@ export interface SandboxSpec {
   nodePermissions?: boolean;
   /** A file descriptor of the child holding the seccomp BPF program (seccomp.ts), or none. */
   seccompFd?: number;
+  /** The script Node runs, a file of `runtimeDir`. @default 'sandbox-entry.mjs' */
+  script?: string;
+  /** Arguments after the script. @default none */
+  args?: readonly string[];
+  /**
+   * More read-only binds, `[host path, sandbox path]`, made after the inbox (so a sandbox path
+   * under /fn needs its mount point to exist in the inbox). Plugins: their staged files at /fn/app.
+   */
+  binds?: ReadonlyArray<readonly [string, string]>;
+  /** The working directory inside the sandbox. @default '/tmp' */
+  chdir?: string;
+  /**
+   * Keep the launcher's environment (the spawn's `env`) instead of `--clearenv`: plugin
+   * sandboxes, whose native code reads its environment as it was at exec. @default false
+   */
+  keepEnv?: boolean;
 }
 
 
@@ -119,7 +138,7 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
   const bwrap = [
     'bwrap', '--unshare-all', '--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_GID),
     '--cap-drop', 'ALL', ...(disableUserns !== false ? ['--disable-userns'] : []),
-    '--die-with-parent', '--new-session', '--as-pid-1', '--clearenv', '--hostname', 'fezz-sandbox',
+    '--die-with-parent', '--new-session', '--as-pid-1', ...(spec.keepEnv === true ? [] : ['--clearenv']), '--hostname', 'fezz-sandbox',
     ...(spec.seccompFd !== undefined ? ['--seccomp', String(spec.seccompFd)] : []),
     ...system,
     // The mounts of their own first, so that a granted path under /tmp is not hidden by it.
@@ -128,7 +147,10 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
     '--ro-bind', spec.runtimeDir, RUNTIME_MOUNT,
     '--ro-bind', spec.inbox, INBOX_MOUNT,
     ...spec.readPaths.flatMap((p) => ['--ro-bind-try', p, p]),
-    '--chdir', '/tmp',
+    ...(spec.binds ?? []).flatMap(([from, to]) => ['--ro-bind', from, to]),
+    // Last: the root (bwrap's own tmpfs, holding the mount points) becomes read-only too.
+    '--remount-ro', '/',
+    '--chdir', spec.chdir ?? '/tmp',
   ];
   const node = [
     nodeBinary(), `--max-old-space-size=${spec.memoryMb}`,
@@ -137,7 +159,8 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
       ...[RUNTIME_MOUNT, INBOX_MOUNT, '/tmp', '/proc', ...spec.readPaths].map((p) => `--allow-fs-read=${p}`),
       '--allow-fs-write=/tmp',
     ]),
-    `${RUNTIME_MOUNT}/sandbox-entry.mjs`,
+    `${RUNTIME_MOUNT}/${spec.script ?? 'sandbox-entry.mjs'}`,
+    ...(spec.args ?? []),
   ];
   const asNobody = process.getuid?.() === 0 ? ['setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_GID}`, '--clear-groups'] : [];
   const inner = [...asNobody, ...(spec.pidsCgroup ? [] : ['prlimit', `--nproc=${PIDS_MAX}`]), ...bwrap, ...node];

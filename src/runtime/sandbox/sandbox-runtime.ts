@@ -89,3 +89,6 @@ export function admitToSandbox(inbox: string, moduleUrl: string): string {
 export function releaseSandboxInbox(inbox: string): void {
   void rm(inbox, { recursive: true, force: true }).catch(() => undefined);
 }
+
+/** The host directory under which every sandbox's files live (created on first call; removed at exit). */
+export { rootDir as sandboxRootDir };

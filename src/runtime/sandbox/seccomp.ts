@@ -34,28 +34,35 @@ for name in sys.argv[2].split(','):
         f.add_rule(seccomp.ERRNO(errno.EPERM), name)
     except Exception:
         pass
-for family in (socket.AF_INET, socket.AF_INET6, socket.AF_PACKET):
+families = (socket.AF_INET, socket.AF_INET6, socket.AF_PACKET) if sys.argv[3] == 'deny-inet' else (socket.AF_PACKET,)
+for family in families:
     f.add_rule(seccomp.ERRNO(errno.EACCES), 'socket', seccomp.Arg(0, seccomp.EQ, family))
 with open(sys.argv[1], 'wb') as out:
     f.export_bpf(out)
 `;
 
-let built: { file: string | null; reason: string } | null = null;
+const built = new Map<string, { file: string | null; reason: string }>();
 
 /**
  * The BPF file for bwrap's `--seccomp` (built on first call into `dir`), or null with the
- * reason it could not be built.
+ * reason it could not be built. `inet: true` (plugin sandboxes) allows AF_INET and AF_INET6
+ * sockets: a plugin reaches the ABI over HTTP on its own loopback (the relay of plugin-entry.ts);
+ * its network namespace has nothing else. AF_PACKET stays denied.
  */
-export function seccompFilter(dir: string): { file: string | null; reason: string } {
-  if (built !== null) return built;
-  const file = path.join(dir, 'seccomp.bpf');
+export function seccompFilter(dir: string, options: { inet?: boolean } = {}): { file: string | null; reason: string } {
+  const variant = options.inet === true ? 'allow-inet' : 'deny-inet';
+  const known = built.get(variant);
+  if (known !== undefined) return known;
+  const file = path.join(dir, variant === 'deny-inet' ? 'seccomp.bpf' : 'seccomp-inet.bpf');
   const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  let result: { file: string | null; reason: string };
   try {
-    execFileSync(python, ['-c', SCRIPT, file, DENIED_SYSCALLS.join(',')], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
-    built = { file, reason: '' };
+    execFileSync(python, ['-c', SCRIPT, file, DENIED_SYSCALLS.join(','), variant], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+    result = { file, reason: '' };
   } catch (err) {
     const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim().split('\n').pop() ?? '';
-    built = { file: null, reason: `no seccomp filter: ${stderr || (err as Error).message} (install python3-seccomp)` };
+    result = { file: null, reason: `no seccomp filter: ${stderr || (err as Error).message} (install python3-seccomp)` };
   }
-  return built;
+  built.set(variant, result);
+  return result;
 }
