@@ -15,7 +15,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,6 +61,8 @@ describe('sandboxed plugins: the example plugins work unchanged (issue 11)', { s
 describe('sandboxed plugins: a hostile plugin cannot escape (issue 11)', { skip }, () => {
   let tmp: string;
   let t: TestHost;
+  let upstream: http.Server;
+  let upstreamPort = 0;
   const q: Record<string, string> = {};
   const results: Result[] = [];
 
@@ -70,6 +73,16 @@ describe('sandboxed plugins: a hostile plugin cannot escape (issue 11)', { skip 
     await cp(path.join(FIXTURES, 'escape-plugin', 'probe-py@1.0.0'), path.join(functionsDir, 'probe-py@1.0.0'), { recursive: true });
     copyFileSync(path.join(ROOT, 'sdk', 'python', 'fezz.py'), path.join(functionsDir, 'probe-py@1.0.0', 'fezz.py'));
     await cp(path.join(FIXTURES, 'escape-sandbox', 'victim@1.0.0'), path.join(functionsDir, 'victim@1.0.0'), { recursive: true });
+    // The same probe, granted one upstream (by IP: a name resolving to loopback is refused).
+    upstream = http.createServer((req, res) => res.end(`upstream saw ${req.url}`));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+    upstreamPort = (upstream.address() as { port: number }).port;
+    const netDir = path.join(functionsDir, 'probe-net@1.0.0');
+    await cp(path.join(functionsDir, 'probe-py@1.0.0'), netDir, { recursive: true });
+    const manifest = JSON.parse(readFileSync(path.join(netDir, 'fezz.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(path.join(netDir, 'fezz.json'), JSON.stringify({
+      ...manifest, id: 'probe-net', routes: [{ method: 'GET', path: '/net/:name' }], permissions: { outbound: [`127.0.0.1:${upstreamPort}`] },
+    }));
     // A secret in the host's environment (this process is the host).
     process.env.PLUGIN_ESCAPE_CANARY = CANARY;
     t = await startHost(functionsDir, { cacheDir: path.join(tmp, 'cache') });
@@ -84,6 +97,7 @@ describe('sandboxed plugins: a hostile plugin cannot escape (issue 11)', { skip 
     delete process.env.PLUGIN_ESCAPE_CANARY;
     console.log(['', 'sandboxed plugin: attempts', ...results.map((r) => `  ${r.attempt.padEnd(24)}${r.outcome.padEnd(10)}${(r.code ?? '').padEnd(14)}${r.detail.slice(0, 110).replace(/\s+/g, ' ')}`)].join('\n'));
     await t?.close();
+    upstream?.close();
     await rm(tmp, { recursive: true, force: true });
   });
 
@@ -151,6 +165,24 @@ describe('sandboxed plugins: a hostile plugin cannot escape (issue 11)', { skip 
       await expect('connect-private', ['denied'], { host, port });
     }
     assert.equal((await expect('interfaces', ['contained'])).detail, 'lo');
+  });
+
+  it('egress: a granted upstream answers through HTTPS_PROXY; another port is refused; no grant, no proxy', async () => {
+    const get = async (name: string, extra: Record<string, string>): Promise<Result> => {
+      const res = await fetch(`${t.url}/net/${name}?${new URLSearchParams(extra).toString()}`);
+      assert.equal(res.status, 200);
+      const r = await res.json() as Result;
+      results.push({ ...r, attempt: `net:${r.attempt}` });
+      return r;
+    };
+    const ok = await get('egress', { host: '127.0.0.1', port: String(upstreamPort) });
+    assert.deepEqual([ok.outcome, ok.detail], ['escaped', 'upstream saw /from-plugin']);
+    const other = await get('egress', { host: '127.0.0.1', port: q.adminPort! });
+    assert.deepEqual([other.outcome, other.code], ['denied', '403']);
+    const env = JSON.parse((await get('env', {})).detail) as Record<string, string>;
+    assert.match(env.HTTPS_PROXY ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(env.NO_PROXY ?? '', /127\.0\.0\.1/);
+    assert.equal((await expect('egress', ['denied'], { host: '127.0.0.1', port: String(upstreamPort) })).code, 'NOPROXY');
   });
 
   it('its ABI token: 403 on every admin route, 404 on a request id not its own', async () => {
