@@ -54,6 +54,7 @@ export const errorSpecs = {
   FEZZ_ERR_ADMIN_NOT_FOUND: { message: 'No admin endpoint %s %s', statusCode: 404, base: Error },
   FEZZ_ERR_ADMIN_METHOD: { message: 'Method %s is not allowed on %s', statusCode: 405, base: Error },
   FEZZ_ERR_ADMIN_INTERNAL: { message: 'Internal error in the admin listener: %s', statusCode: 500, base: Error },
+  FEZZ_ERR_ADMIN_SOCKET_ONLY: { message: 'The admin token is accepted only on the admin socket %s, not on this TCP listener (it serves plugins\' ABI tokens): use --admin-socket or FEZZ_ADMIN_SOCKET', statusCode: 403, base: Error },
   FEZZ_ERR_PLUGIN_DOWN: { message: 'Function %s: its plugin process is down (%s)', statusCode: 502, base: Error },
   FEZZ_ERR_PLUGIN_BAD_RESPONSE: { message: 'Function %s pushed a malformed response: %s', statusCode: 502, base: Error },
   FEZZ_ERR_PLUGIN_ERROR: { message: 'Function %s reported an error: %s', statusCode: 500, base: Error },
@@ -73,6 +74,8 @@ export const errorSpecs = {
 
   // --- configuration (config/) ---
   FEZZ_ERR_CONFIG_INVALID: { message: 'Invalid option %s: expected %s, received %s', statusCode: 500, base: TypeError },
+  FEZZ_ERR_ADMIN_SOCKET_IN_USE: { message: 'Admin socket %s is in use: a server answers on it (another fezz serve?); stop it or choose another --admin-socket', statusCode: 500, base: Error },
+  FEZZ_ERR_ADMIN_SOCKET_UNUSABLE: { message: 'Cannot listen on the admin socket %s: %s', statusCode: 500, base: Error },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type FezzErrorCode = keyof typeof errorSpecs;

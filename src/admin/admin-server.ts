@@ -8,8 +8,16 @@
  *   route handlers see the token's function in `AdminRequest.scope`. Any other route, and
  *   any unknown path or method, is 403 FEZZ_ERR_ABI_FORBIDDEN.
  * Anything else is 401 FEZZ_ERR_ABI_UNAUTHORIZED.
+ *
+ * The admin socket (`options.socketPath`, `fezz serve --admin-socket`): the same routes on a
+ * unix socket of mode 0600 as well. Then the admin token is accepted only on that socket
+ * (on TCP it is 403 FEZZ_ERR_ADMIN_SOCKET_ONLY), so reaching the admin API takes the host
+ * user's file permissions as well as the token; plugins' ABI tokens keep working on TCP.
  */
 import http from 'node:http';
+import net from 'node:net';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -72,7 +80,15 @@ export interface AdminServerOptions {
   maxBodyBytes: number;
   /** Most open admin connections (past it a new one is closed at accept). @default unlimited */
   maxConnections?: number;
+  /**
+   * An absolute path: serve the routes on a unix socket there too (mode 0600, see
+   * {@link AdminServer.listen}), and accept the admin token only there. @default none
+   */
+  socketPath?: string | null;
 }
+
+/** How long the check of an existing socket file waits for a connection, in ms. */
+const SOCKET_PROBE_MS = 1000;
 
 export class AdminServer {
   readonly #o: AdminServerOptions;
@@ -84,6 +100,12 @@ export class AdminServer {
    * `abi` routes only, for its own function's requests. Plugin runtimes issue and revoke them.
    */
   readonly pluginTokens = new AbiTokens();
+  /** The admin socket's listener (its connections are handed to #server), or null. */
+  readonly #unix: net.Server | null = null;
+  /** Connections that came in on the admin socket: the only ones the admin token works on when there is one. */
+  readonly #unixConnections = new WeakSet<net.Socket>();
+  /** The socket file this server created (device and inode), so close() never removes another's. */
+  #socketFile: { dev: number; ino: number } | null = null;
 
   constructor(options: AdminServerOptions) {
     this.#o = options;
@@ -91,6 +113,15 @@ export class AdminServer {
     this.#server = http.createServer({ keepAliveTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => { void this.#handle(req, res); });
     if (options.maxConnections !== undefined) this.#server.maxConnections = options.maxConnections;
     this.#server.on('error', (err) => { if (this.#server.listening) options.logger.error({ err }, 'admin listener error'); });
+    if (options.socketPath != null) {
+      const unix = net.createServer((socket) => {
+        this.#unixConnections.add(socket);
+        this.#server.emit('connection', socket);
+      });
+      if (options.maxConnections !== undefined) unix.maxConnections = options.maxConnections;
+      unix.on('error', (err) => { if (unix.listening) options.logger.error({ err }, 'admin socket error'); });
+      this.#unix = unix;
+    }
   }
 
   /** Add routes. @throws Error when a method+path is taken. */
@@ -110,14 +141,130 @@ export class AdminServer {
     this.#server.emit('connection', socket);
   }
 
-  listen(): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.#o.port, this.#o.host, () => {
-        this.#server.off('error', reject);
-        resolve(this.url);
+  /**
+   * Open the admin socket (when there is one), then the TCP listener.
+   * The socket: its parent directory is created with mode 0700 when missing; an existing
+   * socket file nobody answers on (left by a crash) is replaced; it is created under umask
+   * 0177, so it is 0600 from the start, and chmod-ed 0600 again.
+   * @returns the TCP listener's URL.
+   * @throws FezzError FEZZ_ERR_ADMIN_SOCKET_IN_USE (a server answers on the socket path),
+   *   FEZZ_ERR_ADMIN_SOCKET_UNUSABLE (the path is not a socket, or cannot be created);
+   *   the listen error of the TCP listener (e.g. EADDRINUSE), after closing the socket.
+   */
+  async listen(): Promise<string> {
+    if (this.#unix !== null) await this.#listenSocket(this.#unix, this.#o.socketPath!);
+    try {
+      return await new Promise<string>((resolve, reject) => {
+        this.#server.once('error', reject);
+        this.#server.listen(this.#o.port, this.#o.host, () => {
+          this.#server.off('error', reject);
+          resolve(this.url);
+        });
       });
+    } catch (err) {
+      await this.#closeSocket();
+      throw err;
+    }
+  }
+
+  /** The admin socket's path while it is open, else null. */
+  get socketPath(): string | null {
+    return this.#unix?.listening === true ? this.#o.socketPath! : null;
+  }
+
+  async #listenSocket(unix: net.Server, file: string): Promise<void> {
+    await this.#clearSocketPath(file);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(err.code === 'EADDRINUSE'
+          ? fezzError('FEZZ_ERR_ADMIN_SOCKET_IN_USE', [file], err)
+          : fezzError('FEZZ_ERR_ADMIN_SOCKET_UNUSABLE', [file, `listen failed (${err.code ?? err.message})`], err));
+      };
+      unix.once('error', onError);
+      // bind() runs inside listen(), synchronously (exclusive: no cluster primary in between):
+      // under umask 0177 the socket is 0600 when it appears, with no moment another user
+      // could connect. process.umask() is process-wide, so it is restored at once.
+      let previous: number | undefined;
+      try {
+        previous = process.umask(0o177);
+      } catch {
+        // A worker thread cannot set the umask: the chmod below is all there is.
+        this.#o.logger.warn({ socket: file }, 'cannot set the umask in a worker thread: the admin socket is 0600 only after a chmod');
+      }
+      try {
+        unix.listen({ path: file, exclusive: true }, () => {
+          unix.off('error', onError);
+          resolve();
+        });
+      } finally {
+        if (previous !== undefined) process.umask(previous);
+      }
     });
+    try {
+      await chmod(file, 0o600);
+      const st = await lstat(file);
+      this.#socketFile = { dev: st.dev, ino: st.ino };
+    } catch (err) {
+      await this.#closeSocket();
+      throw fezzError('FEZZ_ERR_ADMIN_SOCKET_UNUSABLE', [file, `chmod 0600 failed (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`], err);
+    }
+  }
+
+  /**
+   * Make `file` free for a new socket: create its directory (0700) when missing, remove a
+   * stale socket nobody answers on. @throws FezzError as {@link listen}.
+   */
+  async #clearSocketPath(file: string): Promise<void> {
+    const dir = path.dirname(file);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw fezzError('FEZZ_ERR_ADMIN_SOCKET_UNUSABLE', [file, `cannot create its directory ${dir} (${(err as NodeJS.ErrnoException).code})`], err);
+    }
+    let st;
+    try {
+      st = await lstat(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw fezzError('FEZZ_ERR_ADMIN_SOCKET_UNUSABLE', [file, `cannot inspect the path (${(err as NodeJS.ErrnoException).code})`], err);
+    }
+    if (!st.isSocket()) {
+      throw fezzError('FEZZ_ERR_ADMIN_SOCKET_UNUSABLE', [file, 'the path exists and is not a socket; remove it or choose another --admin-socket']);
+    }
+    const answer = await probeSocket(file);
+    if (answer === 'live') throw fezzError('FEZZ_ERR_ADMIN_SOCKET_IN_USE', [file]);
+    if (answer === 'ENOENT') return; // removed meanwhile
+    if (answer !== 'ECONNREFUSED') {
+      throw fezzError('FEZZ_ERR_ADMIN_SOCKET_UNUSABLE', [file, `an existing socket there could not be checked (${answer}); remove it if no server uses it`]);
+    }
+    // Nobody listens: a socket left behind by a host that crashed.
+    try {
+      await unlink(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw fezzError('FEZZ_ERR_ADMIN_SOCKET_UNUSABLE', [file, `cannot remove the stale socket (${(err as NodeJS.ErrnoException).code})`], err);
+      }
+    }
+    this.#o.logger.warn({ socket: file }, 'removed a stale admin socket (nobody was listening on it)');
+  }
+
+  /** Close the admin socket's listener and remove its file, if it is still the one this server made. */
+  async #closeSocket(): Promise<void> {
+    const unix = this.#unix;
+    if (unix === null) return;
+    // Its connections are #server's, closed by close(); net.Server.close waits for them.
+    await new Promise<void>((resolve) => unix.close(() => resolve()));
+    const made = this.#socketFile;
+    this.#socketFile = null;
+    if (made === null) return;
+    // libuv unlinks the file on close already; this covers the rest, never another's socket.
+    const file = this.#o.socketPath!;
+    try {
+      const st = await lstat(file);
+      if (st.dev === made.dev && st.ino === made.ino) await unlink(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#o.logger.warn({ err, socket: file }, 'cannot remove the admin socket');
+    }
   }
 
   /** e.g. `http://127.0.0.1:3001` */
@@ -127,11 +274,12 @@ export class AdminServer {
     return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
-    });
+  /** Close the listeners (the admin socket's file is removed) and cut every admin connection. */
+  async close(): Promise<void> {
+    const tcp = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const socket = this.#closeSocket();
+    this.#server.closeAllConnections();
+    await Promise.all([tcp, socket]);
   }
 
   /**
@@ -175,6 +323,12 @@ export class AdminServer {
       req.resume();
       throw fezzError('FEZZ_ERR_ABI_UNAUTHORIZED');
     }
+    // With an admin socket, the admin token works on it only: never on TCP (nor on a relayed
+    // plugin connection), whatever the route.
+    if (scope === null && this.#unix !== null && !this.#unixConnections.has(req.socket)) {
+      req.resume();
+      throw fezzError('FEZZ_ERR_ADMIN_SOCKET_ONLY', [this.#o.socketPath]);
+    }
     const url = parseTarget(req);
     const method = req.method ?? 'GET';
     let pathMatched = false;
@@ -213,6 +367,25 @@ export class AdminServer {
       req.on('close', () => { if (!req.complete) cut(); });
     });
   }
+}
+
+/**
+ * Whether a server answers on the unix socket `file`: `'live'` when a connection opens (or
+ * none is refused within SOCKET_PROBE_MS), else the connect error's code (`ECONNREFUSED`: a
+ * stale socket nobody listens on).
+ */
+function probeSocket(file: string): Promise<'live' | string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ path: file });
+    const done = (answer: string): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done('live'), SOCKET_PROBE_MS);
+    socket.once('connect', () => done('live'));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+  });
 }
 
 /**

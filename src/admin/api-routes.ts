@@ -74,6 +74,8 @@ export function apiRoutes(host: Host, metrics: MetricsRegistry): AdminRoute[] {
         res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
         for (const line of host.logs.recent(id, since)) res.write(JSON.stringify(line) + '\n');
         if (!follow) { res.end(); return null; }
+        // Headers now, not with the first line: a quiet function must not look like a hung host.
+        res.flushHeaders();
         const stop = host.logs.follow(id, (line) => { res.write(JSON.stringify(line) + '\n'); });
         res.on('close', stop);
         return null;

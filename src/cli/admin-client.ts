@@ -1,6 +1,7 @@
 /**
  * A small typed client for the admin API (docs/admin-api.md), used by `fezz deploy`,
- * `fezz list` and `fezz logs`. It uses the global `fetch`; every failure becomes a
+ * `fezz list` and `fezz logs`. It uses the global `fetch`, or undici's over a unix socket
+ * with `--admin-socket` / FEZZ_ADMIN_SOCKET (`fezz serve --admin-socket`); every failure becomes a
  * {@link CliError} whose `code` and `message` the `fezz` entry point prints as one line,
  * `fezz: <code>: <message>`, before exiting 1.
  */
@@ -81,6 +82,11 @@ export interface LogsQuery {
 
 export interface ConnectionOptions {
   hostUrl?: string;
+  /**
+   * The unix socket of `fezz serve --admin-socket`: when set (here or in FEZZ_ADMIN_SOCKET),
+   * requests go over it and `hostUrl` is not used.
+   */
+  adminSocket?: string;
   token?: string;
   /** A file holding the token (mode 0600), read when `token` and FEZZ_TOKEN are absent. */
   tokenFile?: string;
@@ -105,10 +111,11 @@ export function normaliseHostUrl(value: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
-/** The `--host-url` and `--token` options every admin command takes (flag > env > default). */
+/** The `--host-url`, `--admin-socket` and `--token` options every admin command takes (flag > env > default). */
 export function addConnectionOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--host-url <url>', 'URL of the admin listener of a running `fezz serve`').env('FEZZ_HOST').default(DEFAULT_HOST_URL))
+    .addOption(new Option('--admin-socket <path>', 'the unix socket of `fezz serve --admin-socket` (used instead of --host-url)').env('FEZZ_ADMIN_SOCKET'))
     .addOption(new Option('--token <token>', 'admin bearer token (default: the one in --token-file)').env('FEZZ_TOKEN'))
     .addOption(new Option('--token-file <path>', 'file with the admin token (default: where `fezz serve` keeps it, $XDG_RUNTIME_DIR/fezz/admin-token or ~/.fezz/admin-token)').env('FEZZ_TOKEN_FILE'));
 }
@@ -116,13 +123,28 @@ export function addConnectionOptions(cmd: Command): Command {
 // ---- the client ----
 
 export class AdminClient {
-  /** e.g. `http://127.0.0.1:3001`, no trailing slash. */
+  /** e.g. `http://127.0.0.1:3001`, no trailing slash. Over a socket, only its `Host` header. */
   readonly baseUrl: string;
+  /** The unix socket requests go over (an absolute path), or null for TCP to `baseUrl`. */
+  readonly socketPath: string | null;
   readonly #token: string;
+  /** Over a socket: undici's fetch with an Agent that dials the socket (loaded on first use). */
+  #socketFetch: Promise<typeof fetch> | null = null;
 
-  constructor(baseUrl: string, token: string) {
+  /**
+   * @param baseUrl the admin listener's URL (over a socket, only the `Host` header comes from it).
+   * @param socketPath a unix socket to send every request over instead of connecting to `baseUrl`.
+   * @throws CliError for a `baseUrl` that is not an http(s) URL.
+   */
+  constructor(baseUrl: string, token: string, socketPath?: string | null) {
     this.baseUrl = normaliseHostUrl(baseUrl);
+    this.socketPath = socketPath != null && socketPath !== '' ? path.resolve(socketPath) : null;
     this.#token = token;
+  }
+
+  /** Where the requests go, for messages: `unix:/run/fezz/admin.sock` or the base URL. */
+  get where(): string {
+    return this.socketPath !== null ? `unix:${this.socketPath}` : this.baseUrl;
   }
 
   /**
@@ -131,6 +153,7 @@ export class AdminClient {
    */
   static from(options: ConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env): AdminClient {
     const hostUrl = options.hostUrl ?? env.FEZZ_HOST ?? DEFAULT_HOST_URL;
+    const adminSocket = options.adminSocket ?? env.FEZZ_ADMIN_SOCKET;
     let token = options.token ?? env.FEZZ_TOKEN;
     if (token === undefined || token === '') {
       const file = options.tokenFile !== undefined ? path.resolve(options.tokenFile) : defaultTokenFile(env);
@@ -143,7 +166,8 @@ export class AdminClient {
         throw new CliError(`no admin token: pass --token-file, set FEZZ_TOKEN_FILE or FEZZ_TOKEN (no token file at ${file}; \`fezz serve\` creates it)`);
       }
     }
-    return new AdminClient(hostUrl, token);
+    // Over the socket the URL only names the Host header: a fixed one, whatever FEZZ_HOST says.
+    return adminSocket !== undefined && adminSocket !== '' ? new AdminClient('http://localhost', token, adminSocket) : new AdminClient(hostUrl, token);
   }
 
   /** `GET /admin/functions` */
@@ -186,7 +210,7 @@ export class AdminClient {
           chunk = await reader.read();
         } catch (err) {
           if (query.signal?.aborted) return;
-          throw new CliError(`lost the connection to the admin listener at ${this.baseUrl} (${describeCause(err)})`);
+          throw new CliError(`lost the connection to the admin listener at ${this.where} (${describeCause(err)})`);
         }
         if (chunk.done) break;
         buffered += decoder.decode(chunk.value, { stream: true });
@@ -211,7 +235,7 @@ export class AdminClient {
     try {
       return JSON.parse(text) as T;
     } catch {
-      throw new CliError(`the admin listener at ${this.baseUrl} sent a non-JSON answer to ${method} ${path}: ${snippet(text)}`);
+      throw new CliError(`the admin listener at ${this.where} sent a non-JSON answer to ${method} ${path}: ${snippet(text)}`);
     }
   }
 
@@ -225,15 +249,30 @@ export class AdminClient {
     }
     let res: Response;
     try {
-      res = await fetch(this.baseUrl + path, { method, headers, body: payload, signal });
+      const send = this.socketPath !== null ? await this.#overSocket(this.socketPath) : fetch;
+      res = await send(this.baseUrl + path, { method, headers, body: payload, signal });
     } catch (err) {
       if (signal?.aborted) throw err;
       const code = causeCode(err);
+      if (this.socketPath !== null) {
+        const why = code === 'ENOENT' ? ': no such socket' : code === 'EACCES' ? ': permission denied (the socket is mode 0600: run as the user of fezz serve)' : code === undefined || code === 'ECONNREFUSED' ? '' : ` [${code}]`;
+        throw new CliError(`cannot reach the admin socket ${this.socketPath}${why} (is fezz serve --admin-socket running? set --admin-socket/FEZZ_ADMIN_SOCKET)`);
+      }
       const extra = code === undefined || code === 'ECONNREFUSED' ? '' : ` [${code}]`;
       throw new CliError(`cannot reach the admin listener at ${this.baseUrl} (is fezz serve running? set --host-url/FEZZ_HOST)${extra}`);
     }
     if (res.ok) return res;
-    throw await errorFrom(res, this.baseUrl, method, path);
+    throw await errorFrom(res, this.where, method, path);
+  }
+
+  /** undici's fetch bound to an Agent that connects to `socketPath` (undici is loaded only here). */
+  #overSocket(socketPath: string): Promise<typeof fetch> {
+    this.#socketFetch ??= import('undici').then(({ Agent, fetch: undiciFetch }) => {
+      const dispatcher = new Agent({ connect: { socketPath } });
+      // undici's Request/Response types are its own; at run time they are the web ones.
+      return ((input: string, init: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher } as Parameters<typeof undiciFetch>[1])) as unknown as typeof fetch;
+    });
+    return this.#socketFetch;
   }
 }
 

@@ -23,6 +23,15 @@ export interface HostOptions {
   adminPort?: number;
   /** Admin listener address. Keep it on loopback unless a firewall guards it. @default '127.0.0.1' (env FEZZ_ADMIN_LISTEN_HOST) */
   adminHost?: string;
+  /**
+   * A unix socket path for the admin API (mode 0600: only the host's user can connect; its
+   * parent directory is created with 0700 when missing; a stale socket left by a crash is
+   * replaced; the file is removed on close). With it, the admin token is accepted only on
+   * this socket: the TCP admin listener keeps serving plugins' ABI tokens and answers the
+   * admin token with 403 FEZZ_ERR_ADMIN_SOCKET_ONLY. At most 107 bytes once resolved.
+   * @default none: the admin API is on the TCP listener only (flag --admin-socket, env FEZZ_ADMIN_SOCKET)
+   */
+  adminSocket?: string;
   /** Bearer token of the admin listener. @default the one in `tokenFile`, else a random 32-byte hex string per start (env FEZZ_TOKEN) */
   token?: string;
   /**
@@ -89,6 +98,8 @@ export interface ResolvedHostOptions {
   readonly host: string;
   readonly adminPort: number;
   readonly adminHost: string;
+  /** The admin socket's absolute path, or null for none. */
+  readonly adminSocket: string | null;
   readonly token: string;
   readonly dev: boolean;
   readonly cacheDir: string;
@@ -138,6 +149,19 @@ function isolationOption(value: unknown): 'thread' | 'sandbox' {
   throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['isolation', '"thread" or "sandbox"', JSON.stringify(value)]);
 }
 
+/** Longest unix socket path Linux takes (`sun_path` is 108 bytes with the NUL), in bytes. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+function adminSocketOption(value: unknown): string | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'string' || value === '') throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['adminSocket', 'a unix socket path', JSON.stringify(value)]);
+  const resolved = path.resolve(value);
+  if (Buffer.byteLength(resolved) > MAX_SOCKET_PATH_BYTES) {
+    throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['adminSocket', `a socket path of at most ${MAX_SOCKET_PATH_BYTES} bytes once resolved`, `${resolved} (${Buffer.byteLength(resolved)} bytes)`]);
+  }
+  return resolved;
+}
+
 /**
  * Validate `options` and fill defaults.
  * @throws FezzError FEZZ_ERR_CONFIG_INVALID naming the option, what was expected and what was received.
@@ -160,6 +184,7 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
     host: options.host ?? DEFAULTS.host,
     adminPort: int('adminPort', options.adminPort ?? DEFAULTS.adminPort, 0, 65535),
     adminHost: options.adminHost ?? DEFAULTS.adminHost,
+    adminSocket: adminSocketOption(options.adminSocket),
     token,
     dev,
     cacheDir: path.resolve(options.cacheDir ?? path.join(os.tmpdir(), 'fezz-cache')),

@@ -173,6 +173,12 @@ export class Host {
   /** The admin listener's URL (what plugins get as FEZZ_HOST). */
   get adminUrl(): string { return this.#admin.url; }
 
+  /**
+   * The admin socket's path while it is open (option `adminSocket`), else null. When set, the
+   * admin token works only there; `adminUrl` keeps serving plugins' ABI tokens.
+   */
+  get adminSocket(): string | null { return this.#admin.socketPath; }
+
   /** The admin listener's bearer token: every admin route. Plugins never get it: each plugin runtime gets a token scoped to its own requests (abi/tokens.ts). */
   get token(): string { return this.options.token; }
 
@@ -416,7 +422,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     ? pino.transport({ target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } })
     : pino.destination(1)));
   const store = new PendingStore();
-  const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES, maxConnections: resolved.adminMaxConnections });
+  const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES, maxConnections: resolved.adminMaxConnections, socketPath: resolved.adminSocket });
   admin.add(abiRoutes(store, logger));
   // Plugins get their own scoped tokens from the admin listener, never resolved.token.
   const abi: AbiEndpoint = { store, tokens: admin.pluginTokens, url: () => admin.url, connection: (socket) => admin.acceptConnection(socket) };

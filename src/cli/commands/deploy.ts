@@ -40,7 +40,7 @@ into the host that serves it: the upload (fezz.json + bundle) would replace its 
         // a replace would swap its sources for the bundle.
         const { functions } = await client.listFunctions();
         if (functions.some((f) => f.key === source.key)) {
-          throw new CliError(`${source.key} is already deployed on ${client.baseUrl}; bump "version" in ${source.shown}, or pass --replace to replace it`);
+          throw new CliError(`${source.key} is already deployed on ${client.where}; bump "version" in ${source.shown}, or pass --replace to replace it`);
         }
       }
       const plan = await packageForDeploy(source);
@@ -58,7 +58,7 @@ into the host that serves it: the upload (fezz.json + bundle) would replace its 
       if (plan.requestBytes > DEPLOY_MAX_BYTES) {
         throw new CliError(`the package of ${plan.key} is ${formatBytes(plan.requestBytes)}, over the ${formatBytes(DEPLOY_MAX_BYTES)} deploy limit`);
       }
-      err.write(`uploading ${plan.key} (${plan.files.length} file${plan.files.length === 1 ? '' : 's'}, ${formatBytes(plan.requestBytes)}) to ${client!.baseUrl}\n`);
+      err.write(`uploading ${plan.key} (${plan.files.length} file${plan.files.length === 1 ? '' : 's'}, ${formatBytes(plan.requestBytes)}) to ${client!.where}\n`);
       const result = await client!.deploy(plan.body);
       process.stdout.write(`deployed ${result.key}\n`);
     });

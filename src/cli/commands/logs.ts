@@ -76,7 +76,7 @@ Examples:
         process.off('SIGTERM', onSignal);
       }
       if (opts.follow && !abort.signal.aborted) {
-        throw new CliError(`the admin listener at ${client.baseUrl} ended the log stream (did the host stop?)`);
+        throw new CliError(`the admin listener at ${client.where} ended the log stream (did the host stop?)`);
       }
     });
 }

@@ -32,6 +32,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--host <address>', 'public listener address').env('FEZZ_LISTEN_HOST').default('127.0.0.1'))
     .addOption(new Option('--admin-port <port>', 'admin listener port: request-id ABI, admin API (0 = any free port)').env('FEZZ_ADMIN_PORT').default(3001).argParser(port))
     .addOption(new Option('--admin-host <address>', 'admin listener address').env('FEZZ_ADMIN_LISTEN_HOST').default('127.0.0.1'))
+    .addOption(new Option('--admin-socket <path>', 'also serve the admin API on this unix socket (mode 0600); the admin token then works only there, the TCP listener keeps serving plugins').env('FEZZ_ADMIN_SOCKET'))
     .addOption(new Option('--token <token>', 'admin bearer token (prefer --token-file: a flag shows in the process list)').env('FEZZ_TOKEN'))
     .addOption(new Option('--token-file <path>', 'file with the admin token, mode 0600; created with a random token if missing (default: $XDG_RUNTIME_DIR/fezz/admin-token or ~/.fezz/admin-token)').env('FEZZ_TOKEN_FILE'))
     .addOption(new Option('--dev', 'dev mode: stacks in 500 bodies, debug logs, access log').env('FEZZ_DEV').default(false))
@@ -46,7 +47,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
-    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
+    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; adminSocket?: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
       isolation: 'thread' | 'sandbox'; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
       // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
       // leaves the environment now (before anything is spawned); a token on the command line
@@ -59,7 +60,7 @@ export function serveCommand(): Command {
       const { createHost } = await import('../../host/host.js');
       const host = await createHost({
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
-        adminPort: Number(opts.adminPort), adminHost: opts.adminHost, token: opts.token, tokenFile,
+        adminPort: Number(opts.adminPort), adminHost: opts.adminHost, adminSocket: opts.adminSocket || undefined, token: opts.token, tokenFile,
         accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, watch: opts.watch,
         startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections, isolation: opts.isolation,
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
@@ -67,7 +68,7 @@ export function serveCommand(): Command {
       });
       const { url } = await host.listen();
       const fns = host.functions();
-      host.logger.info({ url, admin: host.adminUrl, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
+      host.logger.info({ url, admin: host.adminUrl, adminSocket: host.adminSocket ?? undefined, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
       // Say which isolation is in force: threads are defense in depth, not a boundary.
       if (opts.isolation === 'sandbox') {
         host.logger.info('isolation: every isolate function runs in a bubblewrap sandbox (--isolation sandbox); plugins (process, native) are not sandboxed yet');
@@ -79,7 +80,8 @@ export function serveCommand(): Command {
       }
       if (tokenFile !== undefined) {
         // The CLI (fezz list, deploy, logs) reads the same file; plugins get tokens of their own.
-        host.logger.info({ tokenFile }, `admin token for ${host.adminUrl} is in ${tokenFile} (FEZZ_TOKEN_FILE)`);
+        const where = host.adminSocket !== null ? `the admin socket ${host.adminSocket} (FEZZ_ADMIN_SOCKET)` : host.adminUrl;
+        host.logger.info({ tokenFile }, `admin token for ${where} is in ${tokenFile} (FEZZ_TOKEN_FILE)`);
       }
       for (const f of fns) {
         const routes = f.latest ? f.routes.map((r) => `${r.method} ${r.path}`) : [];
