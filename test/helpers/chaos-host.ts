@@ -22,6 +22,8 @@ export interface ServeOptions {
   logFile: string;
   /** How long to wait for the "fezz listening" line. */
   listenTimeoutMs: number;
+  /** `--isolation`. @default 'thread' (what these suites test; `fezz serve` defaults to sandbox) */
+  isolation?: 'thread' | 'sandbox';
 }
 
 /** Whether `fezz serve` knows --start-timeout yet (it is being added while this suite is written). */
@@ -53,6 +55,8 @@ export class ServeProcess {
       '--dir', o.dir, '--port', '0', '--admin-port', '0', '--grace', String(o.graceMs),
       '--cache-dir', o.cacheDir, '--token', o.token];
     if (withStartTimeout) this.args.push('--start-timeout', String(o.startTimeoutMs));
+    // Threads unless a test asks for the sandbox default (older CLIs have no --isolation).
+    if (readFileSync(path.join(ROOT, 'src', 'cli', 'commands', 'serve.ts'), 'utf8').includes("'--isolation")) this.args.push('--isolation', o.isolation ?? 'thread');
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const k of Object.keys(env)) if (k.startsWith('FEZZ_')) delete env[k];
     this.#log = createWriteStream(o.logFile);

@@ -51,7 +51,7 @@ describe(`a connection flood at the fd limit (ulimit -n ${FD_LIMIT})`, () => {
       '',
     ].join('\n'));
     await chmod(path.join(py, 'main.py'), 0o755);
-    child = spawn('bash', ['-c', `ulimit -n ${FD_LIMIT} && exec "$0" --import tsx src/cli/bin.ts serve --dir "$1" --port 0 --admin-port 0 --no-watch --token ${TOKEN}`, process.execPath, dir],
+    child = spawn('bash', ['-c', `ulimit -n ${FD_LIMIT} && exec "$0" --import tsx src/cli/bin.ts serve --dir "$1" --port 0 --admin-port 0 --no-watch --isolation thread --token ${TOKEN}`, process.execPath, dir],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.setEncoding('utf8');
     child.stderr!.setEncoding('utf8');

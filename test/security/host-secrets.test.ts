@@ -24,7 +24,7 @@ function serve(launcher: 'bin' | 'src', args: string[], env: Record<string, stri
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FEZZ_') && !k.startsWith('NODE_TEST')) childEnv[k] = v;
   for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = v;
   const entry = launcher === 'bin' ? [path.join(ROOT, 'bin', 'fezz.js')] : ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts')];
-  const child = spawn(process.execPath, [...entry, 'serve', '--dir', DIR, '--port', '0', '--admin-port', '0', '--no-watch', ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...entry, 'serve', '--dir', DIR, '--port', '0', '--admin-port', '0', '--no-watch', '--isolation', 'thread', ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });

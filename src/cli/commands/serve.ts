@@ -41,14 +41,14 @@ export function serveCommand(): Command {
     .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
     .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
     .addOption(new Option('--start-timeout <ms>', 'deadline for an instance to load its function, in ms').env('FEZZ_START_TIMEOUT').default(10_000).argParser(ms))
-    .addOption(new Option('--isolation <tier>', 'weakest isolation allowed: "sandbox" runs every isolate function under bubblewrap; "thread" lets each manifest choose').env('FEZZ_ISOLATION').choices(['thread', 'sandbox']).default('thread'))
+    .addOption(new Option('--isolation <tier>', 'weakest isolation allowed: "sandbox" runs every function (isolate, process, native) under bubblewrap; "thread" lets each manifest choose (trusted code only) (default: sandbox; with --dev: thread)').env('FEZZ_ISOLATION').choices(['thread', 'sandbox']))
     .addOption(new Option('--max-connections <n>', 'most open public connections (default: the fd limit minus a reserve)').env('FEZZ_MAX_CONNECTIONS').argParser(count))
     .addOption(new Option('--headers-timeout <ms>', 'time a client has to send its request head, in ms').env('FEZZ_HEADERS_TIMEOUT').default(20_000).argParser(ms))
     .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
     .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; adminSocket?: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
-      isolation: 'thread' | 'sandbox'; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
+      isolation?: 'thread' | 'sandbox'; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
       // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
       // leaves the environment now (before anything is spawned); a token on the command line
       // is visible in the process list, so say so.
@@ -56,13 +56,16 @@ export function serveCommand(): Command {
       const tokenFrom = cmd.getOptionValueSource('token');
       const tokenFile = opts.token === undefined ? (opts.tokenFile ?? defaultTokenFile()) : undefined;
       const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
+      // Deny by default: production serves every function sandboxed; --dev (npm start) runs
+      // threads, for code on the developer's own machine. Threads in production are explicit.
+      const isolation = opts.isolation ?? (dev ? 'thread' : 'sandbox');
       // Loaded here, not at the top: the other commands start faster without the host.
       const { createHost } = await import('../../host/host.js');
       const host = await createHost({
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
         adminPort: Number(opts.adminPort), adminHost: opts.adminHost, adminSocket: opts.adminSocket || undefined, token: opts.token, tokenFile,
         accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, watch: opts.watch,
-        startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections, isolation: opts.isolation,
+        startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections, isolation,
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
         bodyTimeoutMs: Number(opts.bodyTimeout), sendTimeoutMs: Number(opts.sendTimeout),
       });
@@ -70,10 +73,14 @@ export function serveCommand(): Command {
       const fns = host.functions();
       host.logger.info({ url, admin: host.adminUrl, adminSocket: host.adminSocket ?? undefined, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
       // Say which isolation is in force: threads are defense in depth, not a boundary.
-      if (opts.isolation === 'sandbox') {
-        host.logger.info('isolation: every isolate function runs in a bubblewrap sandbox (--isolation sandbox); plugins (process, native) are not sandboxed yet');
+      if (isolation === 'sandbox') {
+        const { probeSandbox } = await import('../../runtime/sandbox/bwrap.js');
+        const can = await probeSandbox();
+        if (can.ok) host.logger.info(`isolation: every function (isolate, process, native) runs in a bubblewrap sandbox${opts.isolation === undefined ? ' (the default; --isolation thread runs trusted code as threads)' : ''}`);
+        else host.logger.error({ reason: can.reason }, `isolation: sandboxes cannot start here, so no function is served: ${can.reason}. Fix that, or run code you trust with --isolation thread (or --dev on a development machine)`);
       } else {
-        host.logger.info('isolation: functions run as hardened worker threads unless their manifest says "isolation": "sandbox"; threads are not a security boundary: use --isolation sandbox for code you do not trust (docs/security.md)');
+        const why = opts.isolation === undefined ? '--dev' : '--isolation thread';
+        host.logger.warn(`isolation: functions run as hardened worker threads (${why}) unless their manifest says "isolation": "sandbox"; threads are not a security boundary: run code you do not trust without ${why} (docs/security.md)`);
       }
       if (tokenFrom === 'cli') {
         host.logger.warn('the admin token was given with --token: any local user can read it in the process list; use --token-file or FEZZ_TOKEN');
