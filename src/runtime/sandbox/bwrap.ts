@@ -9,8 +9,10 @@
  * - `setpriv --reuid=65534 --regid=65534 --clear-groups` (only when the host runs as root):
  *   bwrap itself starts unprivileged, so the sandbox's uid is 65534 outside its user namespace
  *   too (a root bwrap would map the inner 65534 to the host's uid 0);
- * - `prlimit --nproc=64` (only when no pids cgroup could be made): a fallback process limit
- *   (per real uid, so shared by every sandbox of the host);
+ * - no `prlimit --nproc` fallback where no pids cgroup can be made: RLIMIT_NPROC counts every
+ *   process and thread of the uid host-wide (every sandbox's), so it cannot bound one sandbox;
+ *   there a function sandbox's seccomp filter refuses to create processes at all, and a plugin
+ *   sandbox has no process limit (the host warns);
  * - `bwrap` with:
  *   - `--unshare-all` + `--unshare-user`: own user, pid, network (only `lo`, nothing else),
  *     ipc, uts and cgroup namespaces: the host's processes are invisible, its ports unreachable;
@@ -70,9 +72,9 @@ export interface SandboxSpec {
   memoryMb: number;
   /** Absolute host paths the function may read (`permissions.files`), bound at the same path. */
   readPaths: readonly string[];
-  /** Cgroup directories to join first (cgroup.ts); without a pids one, `prlimit --nproc` is used. */
+  /** Cgroup directories to join first (cgroup.ts). */
   cgroupDirs: readonly string[];
-  /** Whether one of `cgroupDirs` limits pids. */
+  /** Whether one of `cgroupDirs` limits pids (without one, nothing on this command line does). */
   pidsCgroup: boolean;
   /** Node's permission model inside the sandbox (a second layer). @default true */
   nodePermissions?: boolean;
@@ -125,7 +127,7 @@ let disableUserns: boolean | null = null;
 const nodeBinary = (): string => realpathSync(process.execPath);
 
 /**
- * The environment of the launcher (sh, setpriv, prlimit, bwrap): only PATH, to find them;
+ * The environment of the launcher (sh, setpriv, bwrap): only PATH, to find them;
  * bwrap's `--clearenv` gives the sandbox none of it.
  */
 export function launchEnv(): NodeJS.ProcessEnv {
@@ -163,7 +165,7 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
     ...(spec.args ?? []),
   ];
   const asNobody = process.getuid?.() === 0 ? ['setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_GID}`, '--clear-groups'] : [];
-  const inner = [...asNobody, ...(spec.pidsCgroup ? [] : ['prlimit', `--nproc=${PIDS_MAX}`]), ...bwrap, ...node];
+  const inner = [...asNobody, ...bwrap, ...node];
   if (spec.cgroupDirs.length === 0) return inner;
   // $0 is the number of cgroup directories that follow; then the command.
   const join = 'n=$0; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; shift; n=$((n-1)); done; exec "$@"';
@@ -195,9 +197,7 @@ export function probeSandbox(): Promise<Availability> {
       return { ok: false, reason: `bubblewrap is not installed or does not run (${v.out || 'bwrap not found'}); install it: apt-get install bubblewrap` };
     }
     const tryProfile = async (): Promise<{ code: number; out: string }> => {
-      // No process limit for the probe: `prlimit --nproc` counts every process and thread of
-      // uid 65534 host-wide (all sandboxes), so with sandboxes running it made the probe fail
-      // with EAGAIN. It runs `node -e 0` and exits.
+      // It runs `node -e 0` and exits.
       const argv = sandboxCommand({ runtimeDir: '/usr', inbox: '/usr', memoryMb: 32, readPaths: [], cgroupDirs: [], pidsCgroup: true });
       // The profile, with `node -e 0` instead of the sandbox entry.
       const entry = argv.length - 1;

@@ -50,6 +50,7 @@ const SANDBOX_PROXY = `http://127.0.0.1:${SANDBOX_EGRESS_PORT}`;
 const LAUNCHER_HEAP_MB = 64;
 
 let runtimeDir: string | null = null;
+let warnedNoPids = false;
 let homes = 0;
 
 /**
@@ -220,6 +221,10 @@ export class PluginSandboxHome {
       this.#app = app;
     }
     const cgroups = makeSandboxCgroups(o.memoryMb);
+    if (!cgroups.pids && !warnedNoPids) {
+      warnedNoPids = true;
+      o.logger.warn('plugin sandboxes: no pids cgroup can be made here, so the processes a sandboxed plugin starts are not limited (run fezz as root, or in a delegated cgroup: systemd-run --user -p Delegate=yes)');
+    }
     const filter = seccompFilter(path.dirname(runtime), { inet: true });
     const bpf = filter.file !== null ? openSync(filter.file, 'r') : null;
     const argv = sandboxCommand({

@@ -2,7 +2,11 @@
  * The sandbox's seccomp filter: system calls a function never needs, which are how a process
  * attacks the kernel or leaves its namespaces, answer EPERM; an internet socket (AF_INET,
  * AF_INET6, AF_PACKET) answers EACCES (a sandbox talks only over unix sockets: to the host,
- * and out through the egress proxy). Everything else is allowed (a deny list: Node needs a
+ * and out through the egress proxy), and so does creating a process (fork, vfork, clone
+ * without CLONE_THREAD: EPERM; clone3: ENOSYS, the C library then uses clone): a function's
+ * sandbox runs Node's threads and nothing else, which bounds a fork bomb even where no pids
+ * cgroup can be made. Plugin sandboxes (`inet: true`) keep internet sockets (for their
+ * loopback relay) and process creation (a plugin may run helpers; the pids cgroup bounds it). Everything else is allowed (a deny list: Node needs a
  * wide and changing set of calls). The BPF program is built once per host process by
  * libseccomp's Python binding (Debian `python3-seccomp`, which .ci/run installs) and handed to
  * bwrap as `--seccomp <fd>`. Where it cannot be built, sandboxes run without it and the host
@@ -34,9 +38,18 @@ for name in sys.argv[2].split(','):
         f.add_rule(seccomp.ERRNO(errno.EPERM), name)
     except Exception:
         pass
-families = (socket.AF_INET, socket.AF_INET6, socket.AF_PACKET) if sys.argv[3] == 'deny-inet' else (socket.AF_PACKET,)
+function_sandbox = sys.argv[3] == 'deny-inet'
+families = (socket.AF_INET, socket.AF_INET6, socket.AF_PACKET) if function_sandbox else (socket.AF_PACKET,)
 for family in families:
     f.add_rule(seccomp.ERRNO(errno.EACCES), 'socket', seccomp.Arg(0, seccomp.EQ, family))
+if function_sandbox:
+    # No new processes, threads only: fork, vfork, and clone without CLONE_THREAD are EPERM;
+    # clone3 (whose flags a filter cannot see) is ENOSYS, so the C library falls back to clone.
+    CLONE_THREAD = 0x10000
+    f.add_rule(seccomp.ERRNO(errno.EPERM), 'fork')
+    f.add_rule(seccomp.ERRNO(errno.EPERM), 'vfork')
+    f.add_rule(seccomp.ERRNO(errno.EPERM), 'clone', seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
+    f.add_rule(seccomp.ERRNO(errno.ENOSYS), 'clone3')
 with open(sys.argv[1], 'wb') as out:
     f.export_bpf(out)
 `;
