@@ -7,9 +7,9 @@
  * controller (read from /proc/self/cgroup), `<controller root>/<own path>/fezz-<host pid>/<n>/`.
  * cgroup v2: one directory under the host's own cgroup, when `pids`/`memory` can be enabled
  * for its children there (a delegated subtree). Needs write access (root, or delegation);
- * where nothing can be made, {@link makeSandboxCgroups} returns no directories and the
- * profile falls back to `prlimit --nproc` (no memory limit beyond the heap and the
- * ArrayBuffer check).
+ * where nothing can be made, {@link makeSandboxCgroups} returns no directories: a function
+ * sandbox then relies on its seccomp filter (no process creation at all) and its heap and
+ * ArrayBuffer limits; a plugin sandbox has no process or memory limit (the host warns).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
