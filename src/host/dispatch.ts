@@ -7,7 +7,8 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errorResponse, errorResponseWithMessage } from '../wire/error-response.js';
-import type { WireResponse } from '../wire/types.js';
+import type { BodyStream, WireResponse } from '../wire/types.js';
+import { pipeBodyStream } from './write-stream.js';
 import type { Registry } from '../registry/registry.js';
 import type { RouteMatch } from '../router/router.js';
 import type { FunctionVersion } from '../registry/registry.js';
@@ -249,7 +250,7 @@ function respond(state: DispatchState, c: RequestContext, logger: Logger): void 
   const sock = c.req.socket as TrackedSocket;
   if (sock[kCurrent] === c) sock[kCurrent] = null;
   if (c.response !== null && c.response.status === 408) state.counters.clientError('body-stalled');
-  writeResponse(c, logger);
+  writeResponse(c, logger, state.counters);
   const after = sock[kErrorAfter];
   if (after !== undefined && after !== null) {
     sock[kErrorAfter] = null;
@@ -289,7 +290,7 @@ const INTERNAL: WireResponse = { status: 500, headers: [], body: null };
 
 // hot path -- change with care
 /** Write `c.response` with `x-request-id`, `content-length` and middleware headers. */
-export function writeResponse(c: RequestContext, logger: Logger): void {
+export function writeResponse(c: RequestContext, logger: Logger, counters?: HostCounters): void {
   const res = c.res;
   if (res.headersSent || res.destroyed) return;
   const r = c.response ?? INTERNAL;
@@ -305,7 +306,9 @@ export function writeResponse(c: RequestContext, logger: Logger): void {
   // RFC 9110 8.6, 15.3.5, 15.4.5: a 204 or 304 has no content and no Content-Length (as
   // with plain node:http); whatever body a function or plugin gave is dropped.
   const noContent = status === 204 || status === 304;
-  if (noContent) headers.push('x-request-id', c.requestId);
+  const stream = r.stream;
+  // A streamed body has no length: Node frames it with transfer-encoding: chunked.
+  if (noContent || stream !== undefined) headers.push('x-request-id', c.requestId);
   else headers.push('x-request-id', c.requestId, 'content-length', String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
   if (c.extraHeaders.length > 0) headers.push(...c.extraHeaders);
   if (c.closeConnection) headers.push('connection', 'close');
@@ -323,8 +326,29 @@ export function writeResponse(c: RequestContext, logger: Logger): void {
     res.end(text);
     return;
   }
+  if (stream !== undefined) {
+    if (noContent || c.method === 'HEAD') { stream.cancel('no content'); res.end(); }
+    else writeStreamed(c, stream, logger, counters);
+    return;
+  }
   if (noContent) res.end();
   else res.end(body);
+}
+
+/** Send the head now, then the stream's chunks as they come (write-stream.ts). */
+function writeStreamed(c: RequestContext, stream: BodyStream, logger: Logger, counters: HostCounters | undefined): void {
+  const res = c.res;
+  res.flushHeaders();
+  // The first bytes of an event stream must not wait for Nagle's algorithm.
+  res.socket?.setNoDelay(true);
+  const found = c.match.kind === 'found' ? c.match.fn : null;
+  const fnKey = found !== null ? found.fn.key : '?';
+  const limits = found !== null ? found.fn.manifest.limits : { streamIdleMs: 30_000, streamMaxMs: 15 * 60_000 };
+  pipeBodyStream(res, stream, { idleMs: limits.streamIdleMs, maxMs: limits.streamMaxMs }, (end, err) => {
+    counters?.streamEnded(fnKey, end);
+    if (end === 'error') logger.error({ requestId: c.requestId, fn: fnKey, err }, 'response stream failed mid-way: connection reset');
+    else if (end !== 'complete' && end !== 'client') logger.warn({ requestId: c.requestId, fn: fnKey, limit: end === 'max' ? 'streamMaxMs' : 'streamIdleMs', waitingOn: end === 'send' ? 'client' : end === 'idle' ? 'function' : undefined }, `response stream cut: ${end}`);
+  });
 }
 
 function isFraming(name: string): boolean {

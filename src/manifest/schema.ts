@@ -33,8 +33,16 @@ const routeSchema = z.strictObject({
 });
 
 const limitsSchema = z.strictObject({
-  /** Per-request deadline in ms; past it the client gets 504. @default 10000 */
+  /**
+   * Per-request deadline in ms, until the function returns its Response (status and headers);
+   * past it the client gets 504. A streamed body after that is bounded by the two below.
+   * @default 10000
+   */
   timeoutMs: z.number().int().min(1).max(15 * 60_000).default(10_000),
+  /** A streamed response (or request) body with no chunk for this long is cut, in ms. @default 30000 */
+  streamIdleMs: z.number().int().min(1).max(24 * 3600_000).default(30_000),
+  /** A streamed response body lasting longer than this is cut, in ms. @default 900000 (15 min, as Lambda) */
+  streamMaxMs: z.number().int().min(1).max(24 * 3600_000).default(15 * 60_000),
   /** Old-generation heap limit per isolate in MB (worker `resourceLimits`). @default 128 */
   memoryMb: z.number().int().min(8).max(16_384).default(128),
   /** Concurrent requests per instance. @default 64 */

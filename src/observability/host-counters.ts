@@ -19,6 +19,13 @@ export class HostCounters {
    * `headers-too-large`, `request-timeout`, `body-stalled`, `send-timeout`, `duplicate-host`.
    */
   readonly clientErrors = new Map<string, number>();
+  /**
+   * Streamed response bodies by how they ended, per function: `complete`, `client` (it left),
+   * `error` (the function's stream failed: connection reset), `idle` (`limits.streamIdleMs`),
+   * `max` (`limits.streamMaxMs`), `send` (the client read nothing for the send timeout).
+   * Keyed `fn + '\0' + end`.
+   */
+  readonly streamEnds = new Map<string, number>();
   readonly #logger: Logger | null;
   readonly #lastLog = new Map<string, number>();
 
@@ -30,6 +37,14 @@ export class HostCounters {
     const n = (this.clientErrors.get(reason) ?? 0) + 1;
     this.clientErrors.set(reason, n);
     this.logLimit(reason, n, { metric: 'fezz_client_errors_total' });
+  }
+
+  /** A streamed response ended `end` (see {@link streamEnds}); the limits among them are logged. */
+  streamEnded(fn: string, end: string): void {
+    const key = `${fn}\0${end}`;
+    const n = (this.streamEnds.get(key) ?? 0) + 1;
+    this.streamEnds.set(key, n);
+    if (end === 'idle' || end === 'max' || end === 'send') this.logLimit(`stream-${end}`, n, { fn, metric: 'fezz_stream_ends_total' });
   }
 
   /** Log that the limit `reason` fired (`total` times so far), unless it was logged in the last 10 s. */

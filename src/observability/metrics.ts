@@ -78,6 +78,8 @@ export function createMetrics(source: MetricsSource): Registry {
     computed('fezz_connections_dropped_total', 'Public connections closed at accept because maxConnections was reached.', 'counter', () => [{ labels: {}, value: source.counters.connectionsDropped }]),
     computed('fezz_client_errors_total', 'Requests refused or cut before a function saw them, by reason (bad-request, headers-too-large, request-timeout, body-stalled, send-timeout, duplicate-host).', 'counter', () =>
       [...source.counters.clientErrors].map(([reason, n]) => ({ labels: { reason }, value: n }))),
+    computed('fezz_stream_ends_total', 'Streamed response bodies by function and how they ended: complete, client (left), error (reset), idle, max, send (limits).', 'counter', () =>
+      [...source.counters.streamEnds].map(([key, n]) => { const [fn, end] = key.split('\0'); return { labels: { fn: fn!, end: end! }, value: n }; })),
     computed('fezz_abi_pending_requests', 'Requests waiting for a plugin to push its answer.', 'gauge', () => [{ labels: {}, value: source.pendingAbi() }]),
   ];
   for (const m of metrics) registry.registerMetric(m as never);

@@ -7,11 +7,14 @@
  * `IncomingMessage.rawHeaders` and of the array `ServerResponse.writeHead` accepts, so the
  * host passes them through without conversion.
  *
- * Bodies are whole for now (`Uint8Array` or, for text responses, a `string`, which clones
- * faster than bytes and is encoded once by the socket). A streamed body will be added as a
- * separate message kind carrying chunks under the same request id; nothing here assumes a
- * body is complete at header time other than the `body` field itself.
+ * Bodies are whole (`Uint8Array` or, for text responses, a `string`, which clones faster than
+ * bytes and is encoded once by the socket): the one-message fast path. A body that arrives over
+ * time is a {@link BodyStream} instead (`WireRequest.bodyStream`, `WireResponse.stream`), read
+ * chunk by chunk with backpressure; across a thread or process boundary it travels as the
+ * flow-controlled stream messages of stream-channel.ts, under the request's id.
  */
+import type { BodyStream } from './stream-channel.js';
+export type { BodyStream } from './stream-channel.js';
 
 /** A request as the function sees it. */
 export interface WireRequest {
@@ -21,8 +24,23 @@ export interface WireRequest {
   url: string;
   /** Flat `[name, value, ...]`, names as the client sent them. */
   headers: string[];
-  /** The whole body, or `null` when there is none. */
+  /** The whole body, or `null` when there is none or when it is streamed. */
   body: Uint8Array | null;
+  /**
+   * The body as it arrives from the client (then `body` is null): large or chunked uploads.
+   * `read()` rejects with a {@link BodyLimitError} past `limits.maxBodyBytes` (the host has
+   * answered 413, or resets the response if it was already sent), or when the client stalls or
+   * leaves. Absent: the body, if any, is whole in `body`.
+   */
+  bodyStream?: BodyStream;
+}
+
+/** Why a streamed request body failed: the client sent too much (413), stalled (408) or left. */
+export class BodyLimitError extends Error {
+  constructor(message: string, readonly status: 408 | 413 | 499) {
+    super(message);
+    this.name = 'BodyLimitError';
+  }
 }
 
 /** A response as the host writes it. */
@@ -31,6 +49,14 @@ export interface WireResponse {
   status: number;
   /** Flat `[name, value, ...]`. `set-cookie` may appear several times. */
   headers: string[];
-  /** Text (written as UTF-8), bytes, or `null` for an empty body. */
+  /** Text (written as UTF-8), bytes, or `null` for an empty body (or a streamed one). */
   body: string | Uint8Array | null;
+  /**
+   * A body that is produced over time (then `body` is null): the host sends the status and
+   * headers at once and each chunk as it is read, `transfer-encoding: chunked` unless the
+   * headers give a `content-length`; a read that rejects resets the connection (the client
+   * must not take a truncated body as complete). Bounded by `limits.streamIdleMs` between
+   * chunks and `limits.streamMaxMs` in all.
+   */
+  stream?: BodyStream;
 }

@@ -1,0 +1,76 @@
+/**
+ * Writing a streamed response body (issue 12): the status and headers are already written
+ * (and flushed, so the client sees them at once); each chunk the {@link BodyStream} yields goes
+ * to the socket as it comes, and the next one is read only once the socket took it (`write()`
+ * returned true, or after 'drain'): a slow client slows the producer down instead of filling
+ * the host's memory. Whatever produces the stream (a worker, a sandbox, an inline function, a
+ * plugin's chunked push) is read the same way.
+ *
+ * How it ends ({@link StreamEnd}):
+ * - `complete`: the stream ended; the response is ended (the terminating chunk goes out);
+ * - `error`: a read rejected (the function's stream failed mid-way): the connection is reset,
+ *   so the client cannot take a truncated body as complete;
+ * - `client`: the client left: the stream is cancelled (the function's `cancel()` runs);
+ * - `idle`: no progress (no chunk from the producer, or no drain by the client) for
+ *   `idleMs` (`limits.streamIdleMs`); `send` when it was the client that stalled;
+ * - `max`: the body took longer than `maxMs` (`limits.streamMaxMs`).
+ * Every end but `complete` cancels the stream and destroys the response.
+ */
+import type { ServerResponse } from 'node:http';
+import type { BodyStream } from '../wire/stream-channel.js';
+
+export type StreamEnd = 'complete' | 'error' | 'client' | 'idle' | 'send' | 'max';
+
+/** Time limits of one streamed body, in ms. */
+export interface StreamLimits {
+  /** Most time without progress (a chunk read, or a drain), in ms. */
+  idleMs: number;
+  /** Most time for the whole body, in ms. */
+  maxMs: number;
+}
+
+/**
+ * Pump `stream` into `res` (whose head is written) until it ends; `onEnd` runs once, with the
+ * error for `error`.
+ */
+export function pipeBodyStream(res: ServerResponse, stream: BodyStream, limits: StreamLimits, onEnd: (end: StreamEnd, err?: unknown) => void): void {
+  let done = false;
+  let waitingOn: 'producer' | 'client' = 'producer';
+  const finish = (end: StreamEnd, err?: unknown): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(idle);
+    clearTimeout(max);
+    res.off('close', onClose);
+    res.off('drain', pump);
+    if (end === 'complete') {
+      res.end();
+    } else {
+      if (end !== 'error') stream.cancel(end);
+      res.destroy();
+    }
+    onEnd(end, err);
+  };
+  const onIdle = (): void => finish(waitingOn === 'client' ? 'send' : 'idle');
+  const idle = setTimeout(onIdle, limits.idleMs);
+  const max = setTimeout(() => finish('max'), limits.maxMs);
+  const progress = (): void => { idle.refresh(); };
+  const onClose = (): void => { if (!res.writableFinished) finish('client'); };
+  res.on('close', onClose);
+
+  function pump(): void {
+    if (done) return;
+    waitingOn = 'producer';
+    progress();
+    stream.read().then((chunk) => {
+      if (done) return;
+      if (chunk === null) { finish('complete'); return; }
+      progress();
+      if (chunk.byteLength === 0) { pump(); return; }
+      if (res.write(chunk)) { pump(); return; }
+      waitingOn = 'client';
+      res.once('drain', pump);
+    }, (err: unknown) => finish('error', err));
+  }
+  pump();
+}
