@@ -7,6 +7,7 @@
  * throughput (see issue "Benchmarks against the peers"); most handlers never need it.
  */
 import type { WireRequest } from '../../wire/types.js';
+import { readAll, readableOf } from '../../wire/web-body.js';
 
 export const RealRequest: typeof Request = globalThis.Request;
 const kState = Symbol('fezz.request');
@@ -89,6 +90,8 @@ export class FastRequest {
     if (s.real) return s.real.arrayBuffer().then((b) => new Uint8Array(b));
     if (s.used) return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
     s.used = true;
+    // A streamed body (large or chunked upload) is read whole only when asked for whole.
+    if (s.wire.bodyStream !== undefined) return readAll(s.wire.bodyStream);
     return s.wire.body ?? new Uint8Array(0);
   }
 }
@@ -106,11 +109,12 @@ function materialize(r: FastRequest): Request {
   if (s.real === null) {
     if (s.used) throw new TypeError('Body is unusable: Body has already been read');
     const w = s.wire;
-    const hasBody = w.body !== null && w.method !== 'GET' && w.method !== 'HEAD';
+    const hasBody = (w.body !== null || w.bodyStream !== undefined) && w.method !== 'GET' && w.method !== 'HEAD';
     s.real = new RealRequest(w.url, {
       method: w.method,
       headers: s.headers ?? r.headers,
-      body: hasBody ? w.body : null,
+      // `request.body` of a streamed upload reads from the socket as the function reads it.
+      body: hasBody ? (w.bodyStream !== undefined ? readableOf(w.bodyStream) : w.body) : null,
       signal: r.signal,
       duplex: 'half', // undici needs it for a body
     } as RequestInit);

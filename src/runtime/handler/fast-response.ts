@@ -100,19 +100,27 @@ export function installFastResponse(): void {
 
 const TEXT_PLAIN = 'text/plain;charset=UTF-8';
 
-/** The parts of a response the host writes: status, flat headers, whole body. */
+/** The parts of a response the host writes: status, flat headers, whole body or a stream. */
 export interface ResponseParts {
   status: number;
   headers: string[];
+  /** The whole body; `null` when there is none or when it is streamed. */
   body: string | Uint8Array | null;
+  /**
+   * A body produced over time: a `ReadableStream` the function gave (or a `fetch()` body it
+   * passed through). Strings, bytes, JSON, Blob, FormData and URLSearchParams are read whole
+   * instead (the one-message path).
+   */
+  stream?: ReadableStream<Uint8Array>;
   /** True when `body` bytes were made here and nobody else holds them (safe to transfer). */
   owned: boolean;
 }
 
 /**
  * Read a handler's result into {@link ResponseParts}. Synchronous for a `FastResponse`
- * with a string, bytes or null body (the common case); otherwise reads the real
- * `Response` (streams, Blob, FormData, fetch() results) with `arrayBuffer()`.
+ * with a string, bytes or null body (the common case); a `ReadableStream` body (given to the
+ * constructor, or a real `Response` such as a `fetch()` result) becomes `stream`; otherwise
+ * (Blob, FormData, URLSearchParams) the real `Response` is read whole with `arrayBuffer()`.
  * @throws TypeError when `value` is not a Response.
  */
 // hot path -- change with care
@@ -131,21 +139,40 @@ export function readResponse(value: unknown): ResponseParts | Promise<ResponsePa
         return { status, headers, body: body instanceof ArrayBuffer ? new Uint8Array(body) : body, owned: false };
       }
     }
-    return readReal(materialize(value));
+    return readReal(materialize(value), isStream(s.body));
   }
-  if (value instanceof RealResponse) return readReal(value);
+  // A real Response: a fetch() result passed through, or one built before FastResponse was
+  // installed. Its body is a stream whatever it was made from: stream it.
+  if (value instanceof RealResponse) return readReal(value, true);
   throw new TypeError(`expected a Response, received ${describe(value)}`);
 }
 
-async function readReal(res: Response): Promise<ResponseParts> {
+function isStream(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && typeof (body as { getReader?: unknown }).getReader === 'function';
+}
+
+function readReal(res: Response, stream: boolean): ResponseParts | Promise<ResponseParts> {
   const headers: string[] = [];
   for (const [k, v] of res.headers) {
     if (k === 'set-cookie') continue;
     headers.push(k, v);
   }
   for (const c of res.headers.getSetCookie()) headers.push('set-cookie', c);
-  const body = res.body === null ? null : new Uint8Array(await res.arrayBuffer());
-  return { status: res.status, headers, body, owned: true };
+  if (res.body === null) return { status: res.status, headers, body: null, owned: true };
+  if (stream) {
+    // fetch() decoded a compressed body: what goes out is the decoded bytes, so the encoding
+    // and length the upstream gave no longer describe it.
+    if (res.headers.has('content-encoding') && res.type !== 'default') stripHeaders(headers, ['content-encoding', 'content-length']);
+    return { status: res.status, headers, body: null, stream: res.body, owned: true };
+  }
+  return res.arrayBuffer().then((b) => ({ status: res.status, headers, body: new Uint8Array(b), owned: true }));
+}
+
+/** Remove every `names` (lower case) header from flat `headers`, in place. */
+function stripHeaders(headers: string[], names: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (names.includes(headers[i]!.toLowerCase())) headers.splice(i, 2);
+  }
 }
 
 /** Flatten any `HeadersInit` into `out`; returns whether a content-type was among them. */

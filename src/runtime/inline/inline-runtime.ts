@@ -12,6 +12,7 @@ import { installFastResponse, readResponse, describe, type ResponseParts } from 
 import { resolveHandlers, WaitUntilTracker, type Context, type Env, type ModuleHandlers } from '../handler/contract.js';
 import { errorResponse, errorResponseWithMessage } from '../../wire/error-response.js';
 import type { WireResponse } from '../../wire/types.js';
+import { bodyStreamOf } from '../../wire/web-body.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
 
@@ -100,9 +101,9 @@ export class InlineRuntime implements FunctionRuntime {
     try {
       const result = handler(fast as unknown as Request, this.#env, ctx);
       if (result instanceof Promise) {
-        out = result.then((r) => this.#read(r));
+        out = result.then((r) => this.#read(r, fast));
       } else {
-        const parts = this.#read(result);
+        const parts = this.#read(result, fast);
         // Synchronous handler and body: answered already, no timer needed.
         if (!(parts instanceof Promise)) { this.#inflight--; return parts; }
         out = parts;
@@ -119,14 +120,24 @@ export class InlineRuntime implements FunctionRuntime {
     if (req.slot instanceof FastRequest) abortRequest(req.slot, new DOMException('The client closed the connection', 'AbortError'));
   }
 
-  #read(value: unknown): WireResponse | Promise<WireResponse> {
+  #read(value: unknown, fast: FastRequest): WireResponse | Promise<WireResponse> {
     let parts: ResponseParts | Promise<ResponseParts>;
     try {
       parts = readResponse(value);
     } catch {
       return errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, describe(value)]);
     }
-    return parts;
+    return parts instanceof Promise ? parts.then((p) => this.#wire(p, fast)) : this.#wire(parts, fast);
+  }
+
+  /** A streamed body becomes a BodyStream the host reads; a client that leaves aborts `request.signal` too. */
+  #wire(parts: ResponseParts, fast: FastRequest): WireResponse {
+    const rs = parts.stream;
+    if (rs === undefined) return parts as WireResponse;
+    const stream = bodyStreamOf(rs, (reason) => {
+      if (reason === 'client') abortRequest(fast, new DOMException('The client closed the connection', 'AbortError'));
+    });
+    return { status: parts.status, headers: parts.headers, body: null, stream };
   }
 
   #withTimeout(p: Promise<WireResponse>, fast: FastRequest): Promise<WireResponse> {

@@ -28,6 +28,7 @@ import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstanceTranspo
 import path from 'node:path';
 import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
 import { EGRESS_SOCKET } from '../../egress/connector.js';
+import { StreamReceiver, StreamSender, type BodyStream } from '../../wire/stream-channel.js';
 import { admitSandboxBundle, dropSandboxSpare, ensureSandboxSpare, startSandbox, takeSandboxSpare } from '../sandbox/spares.js';
 
 
@@ -72,6 +73,10 @@ interface Task {
   inst: Instance | null;
   /** Its client left while it was queued: skipped when dequeued. */
   cancelled: boolean;
+  /** The request body the host streams to the instance (WireRequest.bodyStream), or undefined. */
+  body: BodyStream | undefined;
+  /** Sends `body` once the task is on an instance. */
+  bodySender: StreamSender | null;
 }
 
 class Instance {
@@ -83,6 +88,10 @@ class Instance {
   state = State.Starting;
   inflight = 0;
   readonly pending = new Map<number, Task>();
+  /** Response bodies it is streaming (each holds its request's slot until it ends). */
+  readonly streams = new Map<number, StreamReceiver>();
+  /** Request bodies the host is streaming to it, by task id. */
+  readonly bodies = new Map<number, StreamSender>();
   lastActive: number;
   readonly startedAt: number;
   timer: NodeJS.Timeout | null = null;
@@ -110,14 +119,21 @@ const START_BACKOFF_MIN_MS = 1000;
 // hot path -- change with care
 /** `[Response, id, status, headers, body]` with a status 200-599, string headers in pairs, and a string, bytes or null body. */
 function wellFormed(m: unknown[]): boolean {
+  const body = m[4];
+  return wellFormedHead(m) && (body === null || typeof body === 'string' || body instanceof Uint8Array);
+}
+
+/** `[_, id, status, headers, ...]` with a status 200-599 and string headers in pairs. */
+function wellFormedHead(m: unknown[]): boolean {
   const status = m[2];
   const headers = m[3];
-  const body = m[4];
   if (typeof status !== 'number' || !(status >= 200 && status <= 599) || (status | 0) !== status) return false;
   if (!Array.isArray(headers) || (headers.length & 1) !== 0) return false;
   for (let i = 0; i < headers.length; i++) if (typeof headers[i] !== 'string') return false;
-  return body === null || typeof body === 'string' || body instanceof Uint8Array;
+  return true;
 }
+
+const BODY_TAGS = { chunk: ToWorker.BodyChunk, end: ToWorker.BodyEnd, error: ToWorker.BodyError };
 
 /** Post an instance's queued requests in one message (see protocol.ts "Batching"). */
 function flushInstance(inst: Instance): void {
@@ -191,7 +207,8 @@ export class IsolatePool implements FunctionRuntime {
     const w = req.wire;
     let transfer: ArrayBuffer[] | undefined;
     let body = w.body;
-    if (body !== null) {
+    if (body !== null && !this.#sandbox) {
+      // (A sandbox's frame copies the bytes anyway: framing.ts, no transfer there.)
       // Move the bytes instead of cloning them (a clone copies twice, and copies a pooled
       // view's whole 8 KiB slab): one copy into a buffer of exactly this size, not zero-filled
       // first, whose ArrayBuffer is transferred. The host's own bytes stay intact for any
@@ -203,8 +220,9 @@ export class IsolatePool implements FunctionRuntime {
     }
     const id = ++this.#taskSeq;
     const msg: RequestMessage = [ToWorker.Request, id, w.method, w.url, w.headers, body, req.handler, req.params, req.requestId];
+    if (w.bodyStream !== undefined) msg.push(true);
     return new Promise<WireResponse>((resolve) => {
-      const task: Task = { id, msg, transfer, deadline: now + this.#o.limits.timeoutMs, resolve, requestId: req.requestId, inst: null, cancelled: false };
+      const task: Task = { id, msg, transfer, deadline: now + this.#o.limits.timeoutMs, resolve, requestId: req.requestId, inst: null, cancelled: false, body: w.bodyStream, bodySender: null };
       req.slot = task;
       const inst = this.#pick();
       if (inst !== null) this.#send(inst, task);
@@ -260,7 +278,7 @@ export class IsolatePool implements FunctionRuntime {
     inst.pending.delete(task.id);
     if (inst.state !== State.Dead) postDirect(inst, [ToWorker.Abort, task.id, 'client']);
     task.resolve(gone());
-    this.#release(inst);
+    this.#release(inst, task.id);
   }
 
   #send(inst: Instance, task: Task): void {
@@ -271,6 +289,21 @@ export class IsolatePool implements FunctionRuntime {
     if (task.transfer !== undefined) inst.outTransfer.push(...task.transfer);
     if (!inst.flushScheduled) { inst.flushScheduled = true; setImmediate(flushInstance, inst); }
     if (inst.timer === null) inst.timer = setTimeout(this.#onInstanceTimer, this.#o.limits.timeoutMs, inst);
+    if (task.body !== undefined) this.#sendBody(inst, task, task.body);
+  }
+
+  /** Stream `body` to `inst` as BodyChunk messages, after the Request message, as credit allows. */
+  #sendBody(inst: Instance, task: Task, body: BodyStream): void {
+    const sender = new StreamSender(task.id, (m, t) => {
+      if (inst.state === State.Dead) return;
+      flushInstance(inst); // the Request message first
+      inst.worker.postMessage(m, t !== undefined ? [t] : undefined);
+    }, BODY_TAGS);
+    task.bodySender = sender;
+    inst.bodies.set(task.id, sender);
+    void sender.run(() => body.read(), (reason) => body.cancel(reason)).finally(() => {
+      if (inst.bodies.get(task.id) === sender) inst.bodies.delete(task.id);
+    });
   }
 
   #spawn(): Instance {
@@ -329,7 +362,7 @@ export class IsolatePool implements FunctionRuntime {
         } else {
           task.resolve({ status: m[2] as number, headers: m[3] as string[], body: m[4] as string | Uint8Array | null });
         }
-        this.#release(inst);
+        this.#release(inst, task.id);
         return;
       }
       case FromWorker.Error: {
@@ -356,9 +389,61 @@ export class IsolatePool implements FunctionRuntime {
         } else {
           task.resolve(errorResponseWithMessage(500, 'FEZZ_ERR_HANDLER_THREW', shown));
         }
-        this.#release(inst);
+        this.#release(inst, task.id);
         return;
       }
+      case FromWorker.StreamHead: {
+        const task = inst.pending.get(m[1] as number);
+        if (task === undefined) return; // timed out already (the worker's stream is cancelled below)
+        inst.pending.delete(task.id);
+        if (!wellFormedHead(m)) {
+          this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, instance: inst.seq }, 'instance sent a malformed response message');
+          task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, 'a malformed response message from its instance']));
+          postDirect(inst, [ToWorker.StreamCancel, task.id, 'malformed']);
+          this.#release(inst, task.id);
+          return;
+        }
+        // The slot stays taken while the body streams: the function is still working.
+        const id = task.id;
+        const done = (): void => {
+          if (inst.streams.get(id) !== receiver) return;
+          inst.streams.delete(id);
+          this.#release(inst, id);
+        };
+        const receiver = new StreamReceiver(
+          (n) => { if (inst.state !== State.Dead) postDirect(inst, [ToWorker.StreamCredit, id, n]); },
+          (reason) => { if (inst.state !== State.Dead) postDirect(inst, [ToWorker.StreamCancel, id, reason]); done(); },
+        );
+        inst.streams.set(id, receiver);
+        task.resolve({ status: m[2] as number, headers: m[3] as string[], body: null, stream: receiver });
+        return;
+      }
+      case FromWorker.StreamChunk: {
+        const r = inst.streams.get(m[1] as number);
+        if (r === undefined) return;
+        if (m[2] instanceof Uint8Array) r.push(m[2]);
+        else { r.fail('a malformed stream chunk from its instance'); postDirect(inst, [ToWorker.StreamCancel, m[1], 'malformed']); }
+        if (r.closed) this.#endStream(inst, m[1] as number);
+        return;
+      }
+      case FromWorker.StreamEnd:
+        inst.streams.get(m[1] as number)?.end();
+        this.#endStream(inst, m[1] as number);
+        return;
+      case FromWorker.StreamError: {
+        const r = inst.streams.get(m[1] as number);
+        if (r === undefined) return;
+        // The host's writer logs it with the request id when its read rejects.
+        r.fail(String(m[2]));
+        this.#endStream(inst, m[1] as number);
+        return;
+      }
+      case FromWorker.BodyCredit:
+        inst.bodies.get(m[1] as number)?.credit(m[2] as number);
+        return;
+      case FromWorker.BodyCancel:
+        inst.bodies.get(m[1] as number)?.cancel(String(m[2]));
+        return;
       case FromWorker.Pong:
         if (inst.killTimer !== null) {
           clearTimeout(inst.killTimer);
@@ -430,8 +515,21 @@ export class IsolatePool implements FunctionRuntime {
       : errorResponse('FEZZ_ERR_INSTANCE_START_FAILED', [this.#o.fnKey, 'see the host log']);
   }
 
-  /** A slot on `inst` is free: hand it the oldest queued task, if any. */
-  #release(inst: Instance): void {
+  /** The instance finished producing stream `id` (ended, failed or malformed): its slot is free. */
+  #endStream(inst: Instance, id: number): void {
+    if (!inst.streams.delete(id)) return;
+    this.#release(inst, id);
+  }
+
+  /**
+   * A slot on `inst` is free (task `id` is done): stop streaming its request body, and hand the
+   * slot the oldest queued task, if any.
+   */
+  #release(inst: Instance, id?: number): void {
+    if (id !== undefined && inst.bodies.size > 0) {
+      const body = inst.bodies.get(id);
+      if (body !== undefined) { inst.bodies.delete(id); body.cancel('answered'); }
+    }
     inst.inflight--;
     inst.lastActive = performance.now();
     if (this.#qHead < this.#queue.length && inst.state !== State.Dead && inst.state !== State.Stopping) {
@@ -503,7 +601,7 @@ export class IsolatePool implements FunctionRuntime {
         this.#stats.timeouts++;
         postDirect(inst, [ToWorker.Abort, task.id]);
         task.resolve(errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [this.#o.fnKey, this.#o.limits.timeoutMs]));
-        this.#release(inst);
+        this.#release(inst, task.id);
       } else if (task.deadline < next) next = task.deadline;
     }
     if (expired && inst.killTimer === null) {
@@ -568,6 +666,11 @@ export class IsolatePool implements FunctionRuntime {
   #failAll(inst: Instance, make: () => WireResponse): void {
     for (const task of inst.pending.values()) task.resolve(make());
     inst.pending.clear();
+    // Bodies it was streaming end with an error: their clients' connections are reset.
+    for (const r of inst.streams.values()) r.fail(`its instance stopped (${this.#lastError ?? 'stopped'})`);
+    inst.streams.clear();
+    for (const b of inst.bodies.values()) b.cancel('instance gone');
+    inst.bodies.clear();
     inst.inflight = 0;
   }
 

@@ -18,6 +18,16 @@ export enum ToWorker {
   Load = 5,
   /** `[Batch, messages[]]`: several Request messages sent in one postMessage. */
   Batch = 6,
+  /** `[StreamCredit, id, bytes]`: the host took `bytes` of request `id`'s response stream (stream-channel.ts). */
+  StreamCredit = 7,
+  /** `[StreamCancel, id, reason]`: the host no longer wants request `id`'s response stream (client gone, a limit). */
+  StreamCancel = 8,
+  /** `[BodyChunk, id, Uint8Array]`: the next bytes of request `id`'s streamed body. */
+  BodyChunk = 9,
+  /** `[BodyEnd, id]`: request `id`'s streamed body is complete. */
+  BodyEnd = 10,
+  /** `[BodyError, id, message]`: request `id`'s body failed (too large, stalled, client gone). */
+  BodyError = 11,
 }
 
 /** Worker -> host. */
@@ -42,7 +52,28 @@ export enum FromWorker {
    * instance keeps serving; that request, if still running, was failed with an Error message.
    */
   Uncaught = 9,
+  /** `[StreamHead, id, status, headers]`: request `id` answered with a streamed body; its chunks follow. */
+  StreamHead = 10,
+  /** `[StreamChunk, id, Uint8Array]`: the next bytes of request `id`'s response body (sent while it has credit). */
+  StreamChunk = 11,
+  /** `[StreamEnd, id]`: request `id`'s response body is complete. */
+  StreamEnd = 12,
+  /** `[StreamError, id, message]`: request `id`'s response stream failed mid-way (the client's connection is reset). */
+  StreamError = 13,
+  /** `[BodyCredit, id, bytes]`: the function took `bytes` of request `id`'s streamed body. */
+  BodyCredit = 14,
+  /** `[BodyCancel, id, reason]`: the function cancelled request `id`'s body (the host discards the rest). */
+  BodyCancel = 15,
 }
+
+/*
+ * Streams: a response body the function produces over time goes as StreamHead, then
+ * StreamChunk messages while the host grants credit (StreamCredit), then StreamEnd or
+ * StreamError; a request body the host streams goes as BodyChunk/BodyEnd/BodyError against
+ * BodyCredit. Both follow the window contract of src/wire/stream-channel.ts, so neither side
+ * buffers more than a window, over a MessagePort or a sandbox's socket alike. A request whose
+ * body is streamed has `true` as the tenth element of its Request message (and a null body).
+ */
 
 /*
  * Batching: each side queues its per-request messages and posts them together once per
@@ -72,7 +103,7 @@ export interface WorkerLoadData {
   requireFetch: boolean;
 }
 
-export type RequestMessage = [ToWorker.Request, number, string, string, string[], Uint8Array | null, string | null, Record<string, string> | null, string];
+export type RequestMessage = [ToWorker.Request, number, string, string, string[], Uint8Array | null, string | null, Record<string, string> | null, string, (true | undefined)?];
 export type ResponseMessage = [FromWorker.Response, number, number, string[], string | Uint8Array | null];
 export type ErrorMessage = [FromWorker.Error, number, string, string, string];
 

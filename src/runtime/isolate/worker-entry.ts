@@ -15,6 +15,8 @@ import { installFastResponse, readResponse, describe, type ResponseParts } from 
 import { resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
 import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstancePort, type RequestMessage, type WorkerLoadData } from './protocol.js';
 import type { WireRequest } from '../../wire/types.js';
+import { StreamReceiver, StreamSender } from '../../wire/stream-channel.js';
+import { chunkBytes } from '../../wire/web-body.js';
 import { lockDown } from './lockdown.js';
 import type { WorkerStartData } from './spares.js';
 
@@ -26,6 +28,11 @@ let handlers: ModuleHandlers | null = null;
 const beforeLoad: RequestMessage[] = [];
 /** In-flight requests by pool-local id, for `Abort`. */
 const inflight = new Map<number, FastRequest>();
+/** Response bodies being streamed to the host, by pool-local id (the request stays in `inflight`). */
+const responseStreams = new Map<number, StreamSender>();
+/** Request bodies the host streams in, by pool-local id. */
+const requestBodies = new Map<number, StreamReceiver>();
+const RESPONSE_STREAM_TAGS = { chunk: FromWorker.StreamChunk, end: FromWorker.StreamEnd, error: FromWorker.StreamError };
 const waitUntil = new WaitUntilTracker((err) => { console.error('waitUntil promise rejected:', err); });
 
 // Every console.* call becomes a host log line tagged with the function and the request it
@@ -107,6 +114,28 @@ function onMessage(msg: unknown[]): void {
     }
     case ToWorker.Drain:
       void waitUntil.drain().then(() => direct([FromWorker.Drained]));
+      break;
+    case ToWorker.StreamCredit:
+      responseStreams.get(msg[1] as number)?.credit(msg[2] as number);
+      break;
+    case ToWorker.StreamCancel:
+      responseStreams.get(msg[1] as number)?.cancel(String(msg[2]));
+      break;
+    case ToWorker.BodyChunk: {
+      const r = requestBodies.get(msg[1] as number);
+      if (r !== undefined) {
+        if (msg[2] instanceof Uint8Array) r.push(msg[2]);
+        else r.fail('a malformed body chunk');
+      }
+      break;
+    }
+    case ToWorker.BodyEnd:
+      requestBodies.get(msg[1] as number)?.end();
+      requestBodies.delete(msg[1] as number);
+      break;
+    case ToWorker.BodyError:
+      requestBodies.get(msg[1] as number)?.fail(String(msg[2]));
+      requestBodies.delete(msg[1] as number);
       break;
     case ToWorker.Load:
       void load(msg[1] as WorkerLoadData);
@@ -198,6 +227,15 @@ async function load(d: WorkerLoadData): Promise<void> {
 function handle(m: RequestMessage): void {
   const id = m[1];
   const wire: WireRequest = { method: m[2], url: m[3], headers: m[4], body: m[5] };
+  if (m[9] === true) {
+    // The body arrives as BodyChunk messages, read as the function reads it (credit flows back).
+    const body = new StreamReceiver((n) => emit([FromWorker.BodyCredit, id, n]), (reason) => {
+      requestBodies.delete(id);
+      emit([FromWorker.BodyCancel, id, reason]);
+    });
+    requestBodies.set(id, body);
+    wire.bodyStream = body;
+  }
   // The body was moved to this worker for this request alone: the handler may have it as is.
   const fast = new FastRequest(wire, true);
   inflight.set(id, fast);
@@ -234,6 +272,7 @@ function finish(id: number, value: unknown): void {
 }
 
 function send(id: number, p: ResponseParts): void {
+  if (p.stream !== undefined) { sendStream(id, p, p.stream); return; }
   if (!inflight.delete(id)) return; // already timed out and forgotten by the host
   if (overExternalLimit()) {
     emit([FromWorker.Error, id, 'FEZZ_ERR_INSTANCE_OUT_OF_MEMORY', `ArrayBuffer memory over ${data.memoryMb} MB`, '']);
@@ -250,6 +289,30 @@ function send(id: number, p: ResponseParts): void {
     if (body.byteLength !== body.buffer.byteLength) body = body.slice();
   }
   emit([FromWorker.Response, id, p.status, p.headers, body]);
+}
+
+/**
+ * The head now, then the body as StreamChunk messages while the host grants credit. The
+ * request stays in flight (its signal can still abort) until the stream ends or is cancelled.
+ */
+function sendStream(id: number, p: ResponseParts, rs: ReadableStream<Uint8Array>): void {
+  const fast = inflight.get(id);
+  if (fast === undefined) { void rs.cancel('the request timed out').catch(() => undefined); return; }
+  emit([FromWorker.StreamHead, id, p.status, p.headers]);
+  const reader = rs.getReader();
+  const sender = new StreamSender(id, emit as (m: unknown[], t?: ArrayBuffer) => void, RESPONSE_STREAM_TAGS);
+  responseStreams.set(id, sender);
+  void sender.run(async () => {
+    if (overExternalLimit()) exitOutOfMemory();
+    const r = await reader.read();
+    return r.done ? null : chunkBytes(r.value);
+  }, (reason) => {
+    if (reason === 'client') abortRequest(fast, new DOMException('The client closed the connection', 'AbortError'));
+    reader.cancel(reason).catch(() => undefined);
+  }).finally(() => {
+    responseStreams.delete(id);
+    inflight.delete(id);
+  });
 }
 
 function fail(id: number, err: unknown): void {
