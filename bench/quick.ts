@@ -6,7 +6,7 @@
  *
  *   node --import tsx bench/quick.ts [--smoke [--peers]] [--suite throughput,coldstart] [--servers node-http,fezz-inline]
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { childLogDir, killAllChildren } from "./lib/child.js";
@@ -20,7 +20,7 @@ import { REPO_ROOT } from "./lib/paths.js";
 import { formatTable, isBad, type RunInfo } from "./lib/report.js";
 import { resultsJson, writeResults, type BenchResults } from "./lib/results.js";
 import { runMatrix } from "./lib/runner.js";
-import { BASELINE, isFezz, peerNamed, servers as allServers } from "./lib/servers.js";
+import { BASELINE, isFezz, peerNamed, servers as allServers, withBaseBuild } from "./lib/servers.js";
 import { runColdStart, type ColdStartResult } from "./lib/suite-coldstart.js";
 import { runDensity, type DensityResult } from "./lib/suite-density.js";
 import { runSoak, type SoakResult } from "./lib/suite-soak.js";
@@ -62,6 +62,14 @@ function chooseGenerator(options: QuickOptions): LoadGenerator {
 
 /** The throughput servers: all (or `--servers`); a smoke run leaves the 100 MB peers out unless `--peers`. */
 function chooseServers(options: QuickOptions, skipped: string[]): ServerAdapter[] {
+  if (options.baseBin !== undefined) {
+    if (!existsSync(options.baseBin)) throw new TypeError(`--base-bin: ${options.baseBin} does not exist`);
+    return withBaseBuild(chooseBuildServers(options, skipped), resolve(options.baseBin));
+  }
+  return chooseBuildServers(options, skipped);
+}
+
+function chooseBuildServers(options: QuickOptions, skipped: string[]): ServerAdapter[] {
   const chosen = select("server", allServers, options.servers);
   if (options.servers !== undefined || !options.smoke || options.peers) return chosen;
   const heavy = chosen.filter((server) => peerNamed(server.name)?.heavy === true);

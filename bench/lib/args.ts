@@ -35,6 +35,11 @@ export interface QuickOptions {
   readonly threads: number;
   /** Load generator on CPU 0, servers on the other CPUs (taskset). @default false */
   readonly pin: boolean;
+  /**
+   * Another build's `bin/fezz.js`: each chosen fezz throughput server also runs on it, as a row
+   * `<name>@base` right after its own. @default undefined (none)
+   */
+  readonly baseBin: string | undefined;
   /** Cold start: functions per runtime. @default 25 (smoke: 3) */
   readonly coldstartFunctions: number;
   /** Cold start: runtimes (`sandbox`: isolate with `"isolation": "sandbox"`). @default ["isolate", "inline", "sandbox"] */
@@ -80,6 +85,7 @@ export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx
   --load <generator>       auto | wrk | autocannon; auto = wrk if on PATH       (default auto)
   --threads <n>            wrk threads                                           (default 1)
   --pin                    load generator on CPU 0, servers on the other CPUs (taskset; every suite)
+  --base-bin <fezz.js>     also run each chosen fezz server on this build, as <name>@base (A/B)
 
  coldstart
   --coldstart-functions <n>  distinct functions per runtime                    (default 25; smoke: 3)
@@ -122,6 +128,7 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
       load: { type: "string" },
       threads: { type: "string" },
       pin: { type: "boolean", default: false },
+      "base-bin": { type: "string" },
       "coldstart-functions": { type: "string" },
       "coldstart-runtimes": { type: "string" },
       "coldstart-burst": { type: "string" },
@@ -164,6 +171,7 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
     load: oneOf("--load", values.load, ["auto", "wrk", "autocannon"] as const, "auto"),
     threads: integer("--threads", values.threads, 1),
     pin: values.pin === true,
+    baseBin: values["base-bin"],
     coldstartFunctions: integer("--coldstart-functions", values["coldstart-functions"], smoke ? 3 : 25),
     coldstartRuntimes: [...new Set(runtimes)] as JsRuntime[],
     coldstartBurst: integer("--coldstart-burst", values["coldstart-burst"], smoke ? 3 : 10),

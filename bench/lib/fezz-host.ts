@@ -24,6 +24,8 @@ export interface FezzStartOptions {
   readonly admin?: boolean;
   /** @default 20000 */
   readonly readyTimeoutMs?: number;
+  /** The `bin/fezz.js` to run. @default {@link fezzBin} */
+  readonly bin?: string;
 }
 
 export interface RunningFezz extends RunningServer {
@@ -39,7 +41,7 @@ export function fezzBin(): string {
 }
 
 export async function startFezz(options: FezzStartOptions): Promise<RunningFezz> {
-  const bin = fezzBin();
+  const bin = options.bin ?? fezzBin();
   if (!existsSync(bin)) {
     throw new Error(`${bin.startsWith(REPO_ROOT) ? relative(REPO_ROOT, bin) : bin} does not exist yet (npm run build)`);
   }
@@ -56,6 +58,11 @@ export async function startFezz(options: FezzStartOptions): Promise<RunningFezz>
   }
   // The token goes in the environment (`fezz serve` takes it out of its env at start), not on
   // the command line, where it would show in the process list.
+  // `fezz serve` sandboxes every function by default (`--isolation sandbox`, since e4025ec),
+  // which would make the isolate and inline rows sandboxes too (and refuse inline functions):
+  // the bench asks for the thread floor, and the sandbox rows say `"isolation": "sandbox"` in
+  // their manifests (fezz-functions.ts), as each row's tier is the manifest's.
+  if (flags.has("--isolation")) args.push("--isolation", "thread");
   if (options.cacheDir !== undefined) {
     if (!flags.has("--cache-dir")) throw new Error("this fezz build has no --cache-dir flag");
     args.push("--cache-dir", options.cacheDir);

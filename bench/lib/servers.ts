@@ -26,6 +26,7 @@ function fezz(
   pathFor: (workload: Workload) => string | null,
   functionsDir: (workload: Workload) => string,
   prepare?: () => Promise<void>,
+  bin?: string,
 ): ServerAdapter {
   return {
     name,
@@ -34,7 +35,7 @@ function fezz(
       await prepare?.(); // e.g. compile the plugin; its failure is this start's failure
       const dir = functionsDir(workload);
       try {
-        const running = await startFezz({ label: name, dir });
+        const running = await startFezz({ label: name, dir, ...(bin !== undefined ? { bin } : {}) });
         return {
           url: running.url,
           pid: running.pid,
@@ -61,12 +62,13 @@ function jsPath(workload: Workload): string {
  * `"isolation": "sandbox"`, whose every start first checks (once per run) that bubblewrap can
  * start a sandbox here; when it cannot, the rows say `failed to start: sandbox unavailable: <why>`.
  */
-function jsFezz(runtime: JsRuntime): ServerAdapter {
+function jsFezz(runtime: JsRuntime, bin?: string): ServerAdapter {
   return fezz(
-    `fezz-${runtime}`,
+    `fezz-${runtime}${bin !== undefined ? "@base" : ""}`,
     jsPath,
     (workload) => workloadFunctionsDir(workload, runtime),
     runtime === "sandbox" ? requireSandbox : undefined,
+    bin,
   );
 }
 
@@ -74,10 +76,10 @@ function jsFezz(runtime: JsRuntime): ServerAdapter {
  * The plugin functions (hello-go, hello-c) serve two workloads from one build: `hello` at
  * `/rpc/<id>` (the plugin sees `/`) and `json` at `/rpc/<id>/json`; the rest are "not supported".
  */
-function pluginFezz(name: string, id: string, language: "c" | "go"): ServerAdapter {
+function pluginFezz(name: string, id: string, language: "c" | "go", bin?: string): ServerAdapter {
   const pathFor = (workload: Workload): string | null =>
     workload.name === "hello" ? `/rpc/${id}` : workload.name === "json" ? `/rpc/${id}/json` : null;
-  return fezz(name, pathFor, () => pluginFunctionsDir(id), buildPlugins(language));
+  return fezz(`${name}${bin !== undefined ? "@base" : ""}`, pathFor, () => pluginFunctionsDir(id), buildPlugins(language), bin);
 }
 
 /**
@@ -108,13 +110,31 @@ function buildPlugins(language: "c" | "go"): () => Promise<void> {
   };
 }
 
-export const fezzServers: readonly ServerAdapter[] = [
-  jsFezz("isolate"),
-  jsFezz("sandbox"),
-  jsFezz("inline"),
-  pluginFezz("fezz-process", "hello-go", "go"),
-  pluginFezz("fezz-native", "hello-c", "c"),
-];
+/** fezz's servers on `bin` (another build, named `<name>@base`), or on this checkout's build. */
+function fezzServersOn(bin?: string): ServerAdapter[] {
+  return [
+    jsFezz("isolate", bin),
+    jsFezz("sandbox", bin),
+    jsFezz("inline", bin),
+    pluginFezz("fezz-process", "hello-go", "go", bin),
+    pluginFezz("fezz-native", "hello-c", "c", bin),
+  ];
+}
+
+export const fezzServers: readonly ServerAdapter[] = fezzServersOn();
+
+/**
+ * `--base-bin`: `chosen` with each fezz server followed by the same server on the build at
+ * `bin` (`<name>@base`), so the two builds run back to back in every round, next to the
+ * baseline, and each gets its own ratio to it.
+ */
+export function withBaseBuild(chosen: readonly ServerAdapter[], bin: string): ServerAdapter[] {
+  const base = fezzServersOn(bin);
+  return chosen.flatMap((server) => {
+    const twin = base.find((b) => b.name === `${server.name}@base`);
+    return twin === undefined ? [server] : [server, twin];
+  });
+}
 
 /**
  * Every server, in table and run order: the baseline, fezz, then the other peers. fezz's rows
