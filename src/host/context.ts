@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RouteMatch } from '../router/router.js';
 import type { FunctionVersion, Registry } from '../registry/registry.js';
-import type { WireResponse } from '../wire/types.js';
+import type { BodyStream, WireResponse } from '../wire/types.js';
 import type { InvokeRequest } from '../runtime/types.js';
 
 /**
@@ -23,8 +23,15 @@ export class RequestContext {
   match: RouteMatch<FunctionVersion>;
   /** The registry snapshot `match` came from. */
   registry: Registry;
-  /** Request body: `undefined` until read, `null` when there is none. */
+  /** Request body: `undefined` until read, `null` when there is none or it is streamed. */
   body: Uint8Array | null | undefined = undefined;
+  /** A request body streamed to the function as it arrives (large or chunked uploads), or null. */
+  bodyStream: (BodyStream & { readonly done: boolean }) | null = null;
+  /**
+   * A response the host decided on while the function ran (413 when a streamed body passed
+   * its limit, 408 when it stalled): written instead of the function's.
+   */
+  override: WireResponse | null = null;
   /** The response to write; a middleware that sets it and skips `next()` short-circuits. */
   response: WireResponse | null = null;
   /** Extra response headers from middleware (flat), added to whatever response is written. */

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errorResponse, errorResponseWithMessage } from '../wire/error-response.js';
-import type { BodyStream, WireResponse } from '../wire/types.js';
+import type { BodyStream, WireRequest, WireResponse } from '../wire/types.js';
 import { pipeBodyStream } from './write-stream.js';
 import type { Registry } from '../registry/registry.js';
 import type { RouteMatch } from '../router/router.js';
@@ -145,14 +145,15 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
           return readContextBody(c, m.fn.fn.manifest.limits.maxBodyBytes, state.bodyTimeoutMs).then((ok) => (ok ? runFunction(state, c) : undefined));
         }
       }
-      const wire = { method: c.method, url: 'http://' + hostOf(c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };
+      const wire: WireRequest = { method: c.method, url: 'http://' + hostOf(c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };
+      if (c.bodyStream !== null) wire.bodyStream = c.bodyStream;
       const fn = m.fn;
       const inv = { requestId: c.requestId, wire, handler: m.handler, params: m.params, slot: null };
       const out = fn.runtime.invoke(inv);
       if (out instanceof Promise) {
         c.invocation = inv;
         return out.then((r) => {
-          c.response = r;
+          c.response = c.override ?? r;
           c.invocation = null;
           if (r.status !== 499) fn.stats.record(r.status, performance.now() - c.startTime);
         });
@@ -250,6 +251,9 @@ function respond(state: DispatchState, c: RequestContext, logger: Logger): void 
   const sock = c.req.socket as TrackedSocket;
   if (sock[kCurrent] === c) sock[kCurrent] = null;
   if (c.response !== null && c.response.status === 408) state.counters.clientError('body-stalled');
+  // A streamed body the function did not read to the end: close the connection after the
+  // response rather than read (and discard) the rest on the host's time.
+  if (c.bodyStream !== null && !c.bodyStream.done) c.closeConnection = true;
   writeResponse(c, logger, state.counters);
   const after = sock[kErrorAfter];
   if (after !== undefined && after !== null) {

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { FezzError, fezzError } from '../errors.js';
 import { errorResponse } from '../wire/error-response.js';
 import { readBody, hasBody } from './body.js';
+import { requestBodyStream, streamsBody } from './request-body.js';
 import { newRequestId } from './request-id.js';
 import type { Middleware, Next, RequestContext } from './context.js';
 
@@ -117,6 +118,26 @@ export function bodyLimit(defaultLimit: number, bodyTimeoutMs = 30_000): Middlew
  */
 export function readContextBody(c: RequestContext, limit: number, idleMs: number): Promise<boolean> {
   const expect = (c.req as unknown as Record<symbol, unknown>)[kExpectContinue] === true ? () => c.res.writeContinue() : undefined;
+  const runtime = c.match.kind === 'found' ? c.match.fn.runtime : null;
+  if (runtime?.streamsRequestBody === true && streamsBody(c.req) && !(Number(c.req.headers['content-length']) > limit)) {
+    // Large or chunked: the function reads it as it arrives (request-body.ts).
+    expect?.();
+    c.body = null;
+    c.bodyStream = requestBodyStream(c.req, limit, idleMs, (err) => {
+      c.closeConnection = true;
+      const res = err.status === 413 ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit])
+        : err.status === 408 ? errorResponse('FEZZ_ERR_BODY_STALLED', [idleMs]) : null;
+      if (c.res.headersSent) {
+        // The function answered already and reads on: the response cannot say it now.
+        if (!c.res.writableFinished) c.res.destroy();
+      } else if (res !== null) {
+        // Answer now (413 the moment the limit is crossed), not when the function gives up.
+        c.override = res;
+        if (c.invocation !== null) runtime.cancel?.(c.invocation);
+      }
+    });
+    return Promise.resolve(true);
+  }
   return readBody(c.req, limit, idleMs, expect).then((body) => { c.body = body; return true; }, (err: unknown) => {
     const e = err instanceof FezzError ? err : fezzError('FEZZ_ERR_BAD_REQUEST', [String(err)]);
     c.response = e.code === 'FEZZ_ERR_BODY_TOO_LARGE' ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit])

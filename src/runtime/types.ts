@@ -56,6 +56,12 @@ export interface FunctionRuntime {
    * promise resolves with 499 (FEZZ_ERR_CLIENT_GONE), which nobody writes. No-op once answered.
    */
   cancel?(req: InvokeRequest): void;
+  /**
+   * Whether it takes a streamed request body (`WireRequest.bodyStream`): large or chunked
+   * uploads then reach the function as they arrive. Otherwise the host reads bodies whole
+   * (within `limits.maxBodyBytes`) first.
+   */
+  readonly streamsRequestBody?: boolean;
   stats(): RuntimeStats;
   /** Start `instances.min` instances now (warm pool). Resolves when they are ready or failed. */
   warm(): Promise<void>;

@@ -218,7 +218,8 @@ export class StreamSender {
           while (this.#credit <= 0 && this.#cancelled === null) await new Promise<void>((r) => { this.#wake = r; });
           if (this.#cancelled !== null) return;
           // A copy of its own: the transfer must not detach a buffer the source still holds.
-          const part = chunk.slice(at, Math.min(chunk.byteLength, at + MAX_CHUNK_BYTES));
+          // (Uint8Array's slice, which copies: a Buffer's own slice() is a view.)
+          const part = Uint8Array.prototype.slice.call(chunk, at, Math.min(chunk.byteLength, at + MAX_CHUNK_BYTES));
           this.#credit -= part.byteLength;
           this.#post([this.#tags.chunk, this.#id, part], part.buffer as ArrayBuffer);
         }

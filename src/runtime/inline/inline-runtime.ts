@@ -76,6 +76,9 @@ export class InlineRuntime implements FunctionRuntime {
     return this.#loading;
   }
 
+  /** The function reads the host's request body stream directly. */
+  readonly streamsRequestBody = true;
+
   // hot path -- change with care
   invoke(req: InvokeRequest): WireResponse | Promise<WireResponse> {
     if (this.#closed) return Promise.resolve(errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));

@@ -196,6 +196,9 @@ export class IsolatePool implements FunctionRuntime {
     };
   }
 
+  /** Request bodies reach the instance as BodyChunk messages under credit. */
+  readonly streamsRequestBody = true;
+
   // hot path -- change with care
   invoke(req: InvokeRequest): Promise<WireResponse> {
     if (this.#closed) return Promise.resolve(errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));

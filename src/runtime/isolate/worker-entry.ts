@@ -97,6 +97,8 @@ function onMessage(msg: unknown[]): void {
       for (const m of msg[1] as unknown[][]) onMessage(m);
       break;
     case ToWorker.Request:
+      // Its streamed body's chunks may follow at once, before the module is loaded: take them.
+      if ((msg as RequestMessage)[9] === true) acceptBody((msg as RequestMessage)[1]);
       if (handlers === null) beforeLoad.push(msg as RequestMessage);
       else handle(msg as RequestMessage);
       break;
@@ -131,11 +133,9 @@ function onMessage(msg: unknown[]): void {
     }
     case ToWorker.BodyEnd:
       requestBodies.get(msg[1] as number)?.end();
-      requestBodies.delete(msg[1] as number);
       break;
     case ToWorker.BodyError:
       requestBodies.get(msg[1] as number)?.fail(String(msg[2]));
-      requestBodies.delete(msg[1] as number);
       break;
     case ToWorker.Load:
       void load(msg[1] as WorkerLoadData);
@@ -228,13 +228,8 @@ function handle(m: RequestMessage): void {
   const id = m[1];
   const wire: WireRequest = { method: m[2], url: m[3], headers: m[4], body: m[5] };
   if (m[9] === true) {
-    // The body arrives as BodyChunk messages, read as the function reads it (credit flows back).
-    const body = new StreamReceiver((n) => emit([FromWorker.BodyCredit, id, n]), (reason) => {
-      requestBodies.delete(id);
-      emit([FromWorker.BodyCancel, id, reason]);
-    });
-    requestBodies.set(id, body);
-    wire.bodyStream = body;
+    const body = requestBodies.get(id);
+    if (body !== undefined) wire.bodyStream = body;
   }
   // The body was moved to this worker for this request alone: the handler may have it as is.
   const fast = new FastRequest(wire, true);
@@ -258,6 +253,15 @@ function handle(m: RequestMessage): void {
   else finish(id, result);
 }
 
+/** Request `id`'s body arrives as BodyChunk messages, read as the function reads it (credit flows back). */
+function acceptBody(id: number): void {
+  const body = new StreamReceiver((n) => emit([FromWorker.BodyCredit, id, n]), (reason) => {
+    requestBodies.delete(id);
+    emit([FromWorker.BodyCancel, id, reason]);
+  });
+  requestBodies.set(id, body);
+}
+
 function finish(id: number, value: unknown): void {
   let parts: ResponseParts | Promise<ResponseParts>;
   try {
@@ -272,6 +276,7 @@ function finish(id: number, value: unknown): void {
 }
 
 function send(id: number, p: ResponseParts): void {
+  if (requestBodies.size > 0) requestBodies.delete(id);
   if (p.stream !== undefined) { sendStream(id, p, p.stream); return; }
   if (!inflight.delete(id)) return; // already timed out and forgotten by the host
   if (overExternalLimit()) {
@@ -316,6 +321,7 @@ function sendStream(id: number, p: ResponseParts, rs: ReadableStream<Uint8Array>
 }
 
 function fail(id: number, err: unknown): void {
+  if (requestBodies.size > 0) requestBodies.delete(id);
   if (!inflight.delete(id)) return;
   const e = err as { name?: string; message?: string; stack?: string } | null;
   const message = e && typeof e === 'object' ? `${e.name ?? 'Error'}: ${e.message ?? ''}` : String(err);
