@@ -1,6 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { fezzError } from '../errors.js';
 
+/** Most time a body read whole may take, in ms (what Node's requestTimeout gave before). */
+export const BODY_MAX_MS = 300_000;
+
 /** Whether the request announces a body (Content-Length > 0 or Transfer-Encoding). */
 export function hasBody(req: IncomingMessage): boolean {
   const raw = req.rawHeaders;
@@ -20,9 +23,10 @@ export function hasBody(req: IncomingMessage): boolean {
  * @returns the bytes, or `null` when the request has no body.
  * @throws FezzError FEZZ_ERR_BODY_TOO_LARGE (413), as a rejection, as soon as the declared
  *   length or the bytes received pass `limit`; the rest is not read. FEZZ_ERR_BODY_STALLED
- *   (408) after `idleMs` without a byte. FEZZ_ERR_BAD_REQUEST (400) when the client broke it off.
+ *   (408) after `idleMs` without a byte. FEZZ_ERR_REQUEST_TIMEOUT (408) when the whole body
+ *   took longer than `totalMs` (a trickle). FEZZ_ERR_BAD_REQUEST (400) when the client broke it off.
  */
-export function readBody(req: IncomingMessage, limit: number, idleMs: number, expectContinue?: () => void): Promise<Uint8Array | null> {
+export function readBody(req: IncomingMessage, limit: number, idleMs: number, expectContinue?: () => void, totalMs = BODY_MAX_MS): Promise<Uint8Array | null> {
   if (!hasBody(req)) return Promise.resolve(null);
   const declared = Number(req.headers['content-length']);
   if (declared > limit) return Promise.reject(fezzError('FEZZ_ERR_BODY_TOO_LARGE', [limit]));
@@ -35,6 +39,11 @@ export function readBody(req: IncomingMessage, limit: number, idleMs: number, ex
       req.pause();
       reject(fezzError('FEZZ_ERR_BODY_STALLED', [idleMs]));
     }, idleMs);
+    const total = setTimeout(() => {
+      cleanup();
+      req.pause();
+      reject(fezzError('FEZZ_ERR_REQUEST_TIMEOUT', []));
+    }, totalMs);
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) {
@@ -55,6 +64,7 @@ export function readBody(req: IncomingMessage, limit: number, idleMs: number, ex
     const onAborted = (): void => { cleanup(); reject(fezzError('FEZZ_ERR_BAD_REQUEST', ['the client closed the connection during the body'])); };
     function cleanup(): void {
       clearTimeout(timer);
+      clearTimeout(total);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);

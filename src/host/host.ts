@@ -99,8 +99,11 @@ export class Host {
     this.#server = http.createServer({
       keepAliveTimeout: options.keepAliveTimeoutMs,
       headersTimeout: options.headersTimeoutMs,
-      // The whole request; a body's own idle limit (bodyTimeoutMs) is enforced while it is read.
-      requestTimeout: Math.max(300_000, options.headersTimeoutMs),
+      // Not Node's whole-request timer: a streamed upload may legitimately take longer than
+      // any fixed figure. The head has headersTimeout; a body has its idle limit
+      // (bodyTimeoutMs) and a total one: 300 s read whole (body.ts), limits.streamMaxMs
+      // streamed (request-body.ts).
+      requestTimeout: 0,
     }, handler);
     const server = this.#server;
     server.on('connection', connectionTracker(this.#state, options.maxConnections, logger));

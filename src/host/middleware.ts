@@ -123,7 +123,7 @@ export function readContextBody(c: RequestContext, limit: number, idleMs: number
     // Large or chunked: the function reads it as it arrives (request-body.ts).
     expect?.();
     c.body = null;
-    c.bodyStream = requestBodyStream(c.req, limit, idleMs, (err) => {
+    c.bodyStream = requestBodyStream(c.req, limit, idleMs, c.match.kind === 'found' ? c.match.fn.fn.manifest.limits.streamMaxMs : 15 * 60_000, (err) => {
       c.closeConnection = true;
       const res = err.status === 413 ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit])
         : err.status === 408 ? errorResponse('FEZZ_ERR_BODY_STALLED', [idleMs]) : null;
@@ -142,6 +142,7 @@ export function readContextBody(c: RequestContext, limit: number, idleMs: number
     const e = err instanceof FezzError ? err : fezzError('FEZZ_ERR_BAD_REQUEST', [String(err)]);
     c.response = e.code === 'FEZZ_ERR_BODY_TOO_LARGE' ? errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [limit])
       : e.code === 'FEZZ_ERR_BODY_STALLED' ? errorResponse('FEZZ_ERR_BODY_STALLED', [idleMs])
+      : e.code === 'FEZZ_ERR_REQUEST_TIMEOUT' ? errorResponse('FEZZ_ERR_REQUEST_TIMEOUT', [])
       : errorResponse('FEZZ_ERR_BAD_REQUEST', [e.message]);
     c.closeConnection = true;
     return false;

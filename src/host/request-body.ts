@@ -6,9 +6,10 @@
  * the pace the function reads it.
  *
  * Limits, as for buffered bodies (body.ts): past `limit` bytes received (a declared length
- * over it is refused before streaming starts: middleware.ts), or after `idleMs` without a byte, or when the client leaves mid-body, the
- * stream fails with a {@link BodyLimitError} (413, 408, 499) and `onFail` runs once, so the host
- * can answer at once (413 the moment the limit is crossed) and close the connection.
+ * over it is refused before streaming starts: middleware.ts), after `idleMs` without a byte
+ * while a read waits, after `maxMs` for the whole body, or when the client leaves mid-body,
+ * the stream fails with a {@link BodyLimitError} (413, 408, 499) and `onFail` runs once, so
+ * the host can answer at once (413 the moment the limit is crossed) and close the connection.
  */
 import type { IncomingMessage } from 'node:http';
 import { BodyLimitError } from '../wire/types.js';
@@ -24,7 +25,7 @@ export function streamsBody(req: IncomingMessage): boolean {
 }
 
 /** The body as a BodyStream; `onFail` gets the error when a limit fires or the client leaves. */
-export function requestBodyStream(req: IncomingMessage, limit: number, idleMs: number, onFail: (err: BodyLimitError) => void): BodyStream & { readonly done: boolean } {
+export function requestBodyStream(req: IncomingMessage, limit: number, idleMs: number, maxMs: number, onFail: (err: BodyLimitError) => void): BodyStream & { readonly done: boolean } {
   let size = 0;
   let failed: BodyLimitError | null = null;
   let ended = false;
@@ -43,6 +44,8 @@ export function requestBodyStream(req: IncomingMessage, limit: number, idleMs: n
   // Armed only while a read waits on the client: a function that reads slowly is not a stalled client.
   let timer: NodeJS.Timeout | null = null;
   const onIdle = (): void => fail(new BodyLimitError(`no request body bytes for ${idleMs} ms`, 408));
+  // The whole body within maxMs (limits.streamMaxMs): a client trickling bytes cannot hold on forever.
+  const total = setTimeout(() => fail(new BodyLimitError(`the request body took longer than ${maxMs} ms`, 408)), maxMs);
 
   const onReadable = (): void => { if (waiter !== null) pull(); };
   const onEnd = (): void => {
@@ -55,6 +58,7 @@ export function requestBodyStream(req: IncomingMessage, limit: number, idleMs: n
   const onAborted = (): void => fail(new BodyLimitError('the client closed the connection during the body', 499));
   const onError = (): void => fail(new BodyLimitError('the request body failed', 499));
   function cleanup(): void {
+    clearTimeout(total);
     if (timer !== null) { clearTimeout(timer); timer = null; }
     req.off('readable', onReadable);
     req.off('end', onEnd);
