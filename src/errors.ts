@@ -33,6 +33,9 @@ export const errorSpecs = {
   FEZZ_ERR_REQUEST_TIMEOUT: { message: 'The request was not received in time', statusCode: 408, base: Error },
   FEZZ_ERR_HEADERS_TOO_LARGE: { message: 'Request header fields too large', statusCode: 431, base: RangeError },
   FEZZ_ERR_CLIENT_GONE: { message: 'The client closed the connection before the response (request to %s)', statusCode: 499, base: Error },
+  FEZZ_ERR_STREAM_IDLE: { message: 'Response stream of %s cut: no progress for %s ms (limits.streamIdleMs)', statusCode: 504, base: Error },
+  FEZZ_ERR_STREAM_MAX: { message: 'Response stream of %s cut: longer than %s ms (limits.streamMaxMs)', statusCode: 504, base: Error },
+  FEZZ_ERR_STREAM_FAILED: { message: 'Response stream of %s failed mid-way: %s', statusCode: 502, base: Error },
 
   // --- running a function (runtime) ---
   FEZZ_ERR_HANDLER_TIMEOUT: { message: 'Function %s did not answer within %s ms', statusCode: 504, base: Error },

@@ -16,7 +16,7 @@ import { RequestContext } from './context.js';
 import { hasBody } from './body.js';
 import { readContextBody } from './middleware.js';
 import { newRequestId } from './request-id.js';
-import { statusText } from '../errors.js';
+import { fezzError, statusText } from '../errors.js';
 import type { HostCounters } from '../observability/host-counters.js';
 
 /** State the request path reads: swapped as a whole on reload. */
@@ -350,8 +350,14 @@ function writeStreamed(c: RequestContext, stream: BodyStream, logger: Logger, co
   const limits = found !== null ? found.fn.manifest.limits : { streamIdleMs: 30_000, streamMaxMs: 15 * 60_000 };
   pipeBodyStream(res, stream, { idleMs: limits.streamIdleMs, maxMs: limits.streamMaxMs }, (end, err) => {
     counters?.streamEnded(fnKey, end);
-    if (end === 'error') logger.error({ requestId: c.requestId, fn: fnKey, err }, 'response stream failed mid-way: connection reset');
-    else if (end !== 'complete' && end !== 'client') logger.warn({ requestId: c.requestId, fn: fnKey, limit: end === 'max' ? 'streamMaxMs' : 'streamIdleMs', waitingOn: end === 'send' ? 'client' : end === 'idle' ? 'function' : undefined }, `response stream cut: ${end}`);
+    // The head is out: the status cannot say it, so the connection is reset and the code goes to the log.
+    if (end === 'error') {
+      const e = fezzError('FEZZ_ERR_STREAM_FAILED', [fnKey, err instanceof Error ? err.message : String(err)]);
+      logger.error({ requestId: c.requestId, fn: fnKey, code: e.code, err }, 'response stream failed mid-way: connection reset');
+    } else if (end !== 'complete' && end !== 'client') {
+      const e = end === 'max' ? fezzError('FEZZ_ERR_STREAM_MAX', [fnKey, limits.streamMaxMs]) : fezzError('FEZZ_ERR_STREAM_IDLE', [fnKey, limits.streamIdleMs]);
+      logger.warn({ requestId: c.requestId, fn: fnKey, code: e.code, waitingOn: end === 'send' ? 'client' : end === 'idle' ? 'function' : undefined }, `${e.message}: connection reset`);
+    }
   });
 }
 

@@ -11,8 +11,9 @@
  * - `error`: a read rejected (the function's stream failed mid-way): the connection is reset,
  *   so the client cannot take a truncated body as complete;
  * - `client`: the client left: the stream is cancelled (the function's `cancel()` runs);
- * - `idle`: no progress (no chunk from the producer, or no drain by the client) for
- *   `idleMs` (`limits.streamIdleMs`); `send` when it was the client that stalled;
+ * - `idle`: no progress (no chunk from the producer, or, waiting on the client, no drain and
+ *   no byte taken by the kernel) for `idleMs` (`limits.streamIdleMs`); `send` when it was the
+ *   client that stalled;
  * - `max`: the body took longer than `maxMs` (`limits.streamMaxMs`).
  * Every end but `complete` cancels the stream and destroys the response.
  */
@@ -51,10 +52,16 @@ export function pipeBodyStream(res: ServerResponse, stream: BodyStream, limits: 
     }
     onEnd(end, err);
   };
-  const onIdle = (): void => finish(waitingOn === 'client' ? 'send' : 'idle');
+  // A client that takes the bytes slowly still makes progress: the kernel keeps accepting them.
+  let sentAtArm = 0;
+  const onIdle = (): void => {
+    const sent = res.socket?.bytesWritten ?? 0;
+    if (waitingOn === 'client' && sent > sentAtArm) { sentAtArm = sent; idle.refresh(); return; }
+    finish(waitingOn === 'client' ? 'send' : 'idle');
+  };
   const idle = setTimeout(onIdle, limits.idleMs);
   const max = setTimeout(() => finish('max'), limits.maxMs);
-  const progress = (): void => { idle.refresh(); };
+  const progress = (): void => { sentAtArm = res.socket?.bytesWritten ?? 0; idle.refresh(); };
   const onClose = (): void => { if (!res.writableFinished) finish('client'); };
   res.on('close', onClose);
 
