@@ -220,7 +220,9 @@ describe('sandbox tier: a sandboxed function cannot escape into the host (issue 
     else console.log('  no memory cgroup here: the filled 2 GB bomb is not tried');
     for (const bomb of bombs) {
       const res = await call(bomb);
-      assert.equal(res.status, 500, `${bomb}: ${await res.clone().text()}`);
+      // 500 when the sandbox dies first; 504 when filling the memory outlasts the request's
+      // deadline on a loaded machine (the cgroup ends the sandbox all the same).
+      assert.ok([500, 504].includes(res.status), `${bomb}: ${res.status} ${await res.clone().text()}`);
       await res.text();
       await hostAlive();
       const again = await call('text');
