@@ -2,7 +2,7 @@
 // reach the client as they are produced, a slow client holds the producer back, a producer
 // error resets the connection, a client that leaves cancels the stream, and the idle and max
 // limits cut it.
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
@@ -26,6 +26,9 @@ function fromGenerator(gen: () => AsyncGenerator<Uint8Array>): BodyStream & { ca
   return s;
 }
 
+/** Every server a test started: closed after the suite even when an assertion failed first. */
+const open = new Set<http.Server>();
+
 async function serve(stream: BodyStream, limits = { idleMs: 5000, maxMs: 20_000 }): Promise<{ url: string; ended: Promise<{ end: StreamEnd; err?: unknown }>; close(): void }> {
   let resolveEnd!: (v: { end: StreamEnd; err?: unknown }) => void;
   const ended = new Promise<{ end: StreamEnd; err?: unknown }>((r) => { resolveEnd = r; });
@@ -34,6 +37,7 @@ async function serve(stream: BodyStream, limits = { idleMs: 5000, maxMs: 20_000 
     res.flushHeaders();
     pipeBodyStream(res, stream, limits, (end, err) => resolveEnd({ end, err }));
   });
+  open.add(server);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as net.AddressInfo;
@@ -44,6 +48,7 @@ const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('streamed response writer', () => {
+  after(() => { for (const s of open) { s.closeAllConnections(); s.close(); } });
   it('each chunk reaches the client when it is produced (server-sent events)', async () => {
     const stream = fromGenerator(async function* () {
       for (let i = 0; i < 5; i++) { yield text(`data: ${i}\n\n`); await sleep(150); }
