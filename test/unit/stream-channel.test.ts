@@ -1,18 +1,22 @@
 // The flow-controlled stream messages (src/wire/stream-channel.ts), over a real MessageChannel:
 // order and content kept, the window holds against a slow consumer, cancel and errors travel,
 // and a producer that ignores its credit is cut off.
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { MAX_CHUNK_BYTES, STREAM_WINDOW_BYTES, StreamReceiver, StreamSender } from '../../src/wire/stream-channel.js';
 
 const TAGS = { chunk: 1, end: 2, error: 3 };
 const CREDIT = 4;
 const CANCEL = 5;
 
+/** Every port made: closed after the suite, even when an assertion failed before a test's close(). */
+const ports: MessagePort[] = [];
+
 /** A sender on port1, a receiver on port2; returns both and a counter of bytes in flight. */
 function pair(window = STREAM_WINDOW_BYTES): { sender: StreamSender; receiver: StreamReceiver; maxInFlight: () => number; close: () => void } {
   const { port1, port2 } = new MessageChannel();
+  ports.push(port1, port2);
   let inFlight = 0;
   let max = 0;
   const sender = new StreamSender(7, (m, t) => {
@@ -44,6 +48,7 @@ async function readAll(r: StreamReceiver, delayMs = 0): Promise<Uint8Array> {
 }
 
 describe('stream channel', () => {
+  after(() => { for (const p of ports) p.close(); });
   it('carries 8 MB in chunks of every size, in order, intact', async () => {
     const { sender, receiver, close } = pair();
     const data = new Uint8Array(8 * 1024 * 1024).map((_, i) => (i * 7 + (i >> 13)) % 251);
