@@ -1,6 +1,7 @@
 /**
  * The fezz benchmark suite (`npm run bench`): throughput against the peers (raw node:http,
- * Fastify, Hono, workerd, Bun, Deno) for every fezz runtime, cold start, density and soak,
+ * Fastify, Hono, workerd, Bun, Deno) for every fezz runtime, cold start, density, soak and
+ * server-sent events at 1,000 clients,
  * with the targets of issue 5 checked, tables on stdout and a JSON + Markdown + SVG report
  * under bench/results/. See bench/README.md.
  *
@@ -24,8 +25,9 @@ import { BASELINE, isFezz, peerNamed, servers as allServers, withBaseBuild } fro
 import { runColdStart, type ColdStartResult } from "./lib/suite-coldstart.js";
 import { runDensity, type DensityResult } from "./lib/suite-density.js";
 import { runSoak, type SoakResult } from "./lib/suite-soak.js";
+import { runSse, sseRowOk, type SseResult } from "./lib/suite-sse.js";
 import { isUnavailable } from "./lib/sandbox-probe.js";
-import { coldStartGrid, coldStartNote, densityGrid, densityNote, soakGrid, targetsGrid } from "./lib/suite-tables.js";
+import { coldStartGrid, coldStartNote, densityGrid, densityNote, soakGrid, sseGrid, sseNote, targetsGrid } from "./lib/suite-tables.js";
 import { evaluateTargets } from "./lib/targets.js";
 import type { LoadGenerator, Row, ServerAdapter } from "./lib/types.js";
 import { workloads as allWorkloads } from "./lib/workloads.js";
@@ -81,6 +83,22 @@ function chooseBuildServers(options: QuickOptions, skipped: string[]): ServerAda
   return chosen.filter((server) => !heavy.includes(server));
 }
 
+/** The servers the SSE suite can run (they serve bench/handlers/sse.mjs or its native twin). */
+const SSE_SERVERS = ["node-http", "fezz-isolate", "fezz-inline", "fezz-sandbox", "hono", "bun", "deno"];
+const SSE_DEFAULT = SSE_SERVERS.filter((name) => name !== "hono");
+
+/** The SSE suite's servers: `--sse-servers`, else the default (smoke: bun and deno only with --peers). */
+function chooseSseServers(options: QuickOptions, skipped: string[]): ServerAdapter[] {
+  const names = options.sseServers ?? SSE_DEFAULT;
+  const unknown = names.filter((name) => !SSE_SERVERS.includes(name));
+  if (unknown.length > 0) throw new TypeError(`--sse-servers: unknown ${unknown.join(", ")}; known: ${SSE_SERVERS.join(", ")}`);
+  const chosen = select("server", allServers, names);
+  if (options.sseServers !== undefined || !options.smoke || options.peers) return chosen;
+  const heavy = chosen.filter((server) => peerNamed(server.name)?.heavy === true);
+  if (heavy.length > 0) skipped.push(`sse: ${heavy.map((s) => s.name).join(", ")} not run (--smoke without --peers).`);
+  return chosen.filter((server) => !heavy.includes(server));
+}
+
 async function main(): Promise<number> {
   const options = parseQuickArgs(process.argv.slice(2));
   if (options.help) {
@@ -94,6 +112,7 @@ async function main(): Promise<number> {
   const workloads = select("workload", allWorkloads, options.workloads);
   const soakServer = select("server", allServers, [options.soakServer])[0]!;
   const soakWorkload = select("workload", allWorkloads, [options.soakWorkload])[0]!;
+  const sseServers = run.has("sse") ? chooseSseServers(options, skipped) : [];
   for (const note of skipped) log(`bench: ${note}`);
   let pinned: CpuPlan | null = null;
   if (options.pin) {
@@ -105,7 +124,7 @@ async function main(): Promise<number> {
   // Install every peer package this run needs at once (one npm run); a failure is reported by
   // each peer that needed it, in its row, and the run goes on.
   const needed = new Set<string>();
-  for (const server of [...(run.has("throughput") ? servers : []), ...(run.has("soak") ? [soakServer] : [])]) {
+  for (const server of [...(run.has("throughput") ? servers : []), ...(run.has("soak") ? [soakServer] : []), ...sseServers]) {
     for (const name of peerNamed(server.name)?.packages ?? []) needed.add(name);
   }
   await ensurePeerPackages([...needed]).catch(() => undefined);
@@ -195,10 +214,21 @@ async function main(): Promise<number> {
     process.stdout.write(`\nsoak (autocannon, ${options.connections} connections):\n\n${textGrid(soakGrid(soak))}\n`);
   }
 
-  const targets = evaluateTargets({ baseline: BASELINE, throughput: throughput?.rows ?? null, coldstart, density, soak });
+  let sse: SseResult | null = null;
+  if (run.has("sse")) {
+    sse = await timed("sse", () =>
+      runSse(
+        { servers: sseServers, clients: options.sseClients, events: options.sseEvents, intervalMs: options.sseIntervalMs, openConcurrency: options.sseOpen, rounds: options.rounds, pick: options.pick },
+        log,
+      ),
+    );
+    process.stdout.write(`\nsse: ${sseNote(sse)}\n\n${textGrid(sseGrid(sse))}\n`);
+  }
+
+  const targets = evaluateTargets({ baseline: BASELINE, throughput: throughput?.rows ?? null, coldstart, density, soak, sse });
   process.stdout.write(`\n${textGrid(targetsGrid(targets))}\n`);
 
-  const problems = failures(throughput?.rows ?? [], coldstart, density, soak);
+  const problems = failures(throughput?.rows ?? [], coldstart, density, soak, sse);
   // Server logs only matter when something went wrong: keep them then, else clean up.
   const anyBad = problems.all.length > 0;
   if (throughput !== null) throughput = { ...throughput, info: { ...throughput.info, logDir: anyBad ? childLogDir() : null } };
@@ -215,6 +245,7 @@ async function main(): Promise<number> {
     coldstart,
     density,
     soak,
+    sse,
     targets,
   };
   const files = writeResults(results, resolve(REPO_ROOT, options.out), options.name);
@@ -239,6 +270,7 @@ function failures(
   coldstart: ColdStartResult | null,
   density: readonly DensityResult[] | null,
   soak: readonly SoakResult[] | null,
+  sse: SseResult | null,
 ): { all: string[]; fezz: string[] } {
   const all: string[] = [];
   const fezz: string[] = [];
@@ -259,6 +291,12 @@ function failures(
   }
   for (const d of density ?? []) if (d.error !== null) add(`density ${d.tier}: ${d.error}`, !isUnavailable(d.error));
   for (const s of soak ?? []) if (s.error !== null || s.ratio === null) add(`soak ${s.server}: ${s.error ?? "no ratio"}`, isFezz(s.server));
+  if (sse !== null && sse.error !== null) add(`sse: ${sse.error}`, true);
+  for (const row of sse?.rows ?? []) {
+    if (sseRowOk(row)) continue;
+    const why = row.error ?? `${row.result?.completed ?? 0}/${row.result?.clients ?? 0} clients completed`;
+    add(`sse ${row.server}: ${why}`, isFezz(row.server) && !isUnavailable(row.error?.replace(/^failed to start: /, "")));
+  }
   return { all, fezz };
 }
 

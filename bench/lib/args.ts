@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import type { JsRuntime } from "./fezz-functions.js";
 import type { PickRule } from "./types.js";
 
-export const SUITES = ["throughput", "coldstart", "density", "soak"] as const;
+export const SUITES = ["throughput", "coldstart", "density", "soak", "sse"] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 export interface QuickOptions {
@@ -56,6 +56,19 @@ export interface QuickOptions {
   readonly soakServer: string;
   /** Soak: the workload. @default "hello" */
   readonly soakWorkload: string;
+  /** SSE: concurrent clients. @default 1000 (smoke: 50) */
+  readonly sseClients: number;
+  /** SSE: events per client. @default 10 (smoke: 3) */
+  readonly sseEvents: number;
+  /** SSE: ms between two events. @default 100 */
+  readonly sseIntervalMs: number;
+  /** SSE: clients waiting for their response head at once. @default 100 */
+  readonly sseOpen: number;
+  /**
+   * SSE: server names; undefined: node-http, fezz-isolate, fezz-inline, fezz-sandbox, bun,
+   * deno (smoke: without bun and deno unless `peers`).
+   */
+  readonly sseServers: readonly string[] | undefined;
   /** Folder the report goes to. @default "bench/results" */
   readonly out: string;
   /** Report file names: `<name>.json`, `<name>.md`, `<name>.svg`. @default "latest" (smoke: "smoke") */
@@ -69,14 +82,14 @@ export interface QuickOptions {
 
 export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx bench/quick.ts [flags])
 
-  --suite a,b              throughput, coldstart, density, soak                (default all)
+  --suite a,b              throughput, coldstart, density, soak, sse           (default all)
   --smoke                  every suite once, tiny sizes (CI); skips workerd, bun, deno unless --peers;
                            exits 1 only when a fezz row or suite fails
   --peers                  with --smoke: also run workerd, bun and deno (about 100 MB each to install)
 
  throughput
   --servers a,b            e.g. node-http,fastify,fezz-isolate                 (default all)
-  --workloads a,b          hello, json, todos-get, todos-post, echo, table     (default all)
+  --workloads a,b          hello, json, todos-get, todos-post, echo, table, stream-1m (default all)
   --duration <s>           seconds of measured load per (server, workload) pair (default 10; smoke: 1)
   --warmup <s>             seconds of unmeasured load before each measurement   (default 1; smoke: 0)
   --connections <n>        concurrent keep-alive connections                     (default 64)
@@ -100,6 +113,14 @@ export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx
   --soak-requests <n>      requests in all                                     (default 2000000; smoke: 20000)
   --soak-server <name>     any server name                                     (default fezz-isolate)
   --soak-workload <name>   any workload name                                   (default hello)
+
+ sse
+  --sse-clients <n>        concurrent SSE clients                              (default 1000; smoke: 50)
+  --sse-events <n>         events each client gets                             (default 10; smoke: 3)
+  --sse-interval <ms>      ms between two events                               (default 100)
+  --sse-open <n>           clients awaiting their response head at once        (default 100)
+  --sse-servers a,b        node-http, fezz-isolate, fezz-inline, fezz-sandbox, hono, bun, deno
+                           (default all but hono; smoke: bun and deno only with --peers)
 
  report
   --out <dir>              where the report goes                               (default bench/results)
@@ -137,6 +158,11 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
       "soak-requests": { type: "string" },
       "soak-server": { type: "string" },
       "soak-workload": { type: "string" },
+      "sse-clients": { type: "string" },
+      "sse-events": { type: "string" },
+      "sse-interval": { type: "string" },
+      "sse-open": { type: "string" },
+      "sse-servers": { type: "string" },
       out: { type: "string" },
       name: { type: "string" },
       json: { type: "string" },
@@ -180,6 +206,11 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
     soakRequests: integer("--soak-requests", values["soak-requests"], smoke ? 20_000 : 2_000_000),
     soakServer: values["soak-server"] ?? "fezz-isolate",
     soakWorkload: values["soak-workload"] ?? "hello",
+    sseClients: integer("--sse-clients", values["sse-clients"], smoke ? 50 : 1000),
+    sseEvents: integer("--sse-events", values["sse-events"], smoke ? 3 : 10),
+    sseIntervalMs: integer("--sse-interval", values["sse-interval"], 100),
+    sseOpen: integer("--sse-open", values["sse-open"], 100),
+    sseServers: list(values["sse-servers"]),
     out: values.out ?? "bench/results",
     name: values.name ?? (smoke ? "smoke" : "latest"),
     json: values.json,

@@ -36,6 +36,7 @@ export interface BenchManifest {
   readonly isolation?: "thread" | "sandbox";
   readonly routes?: readonly { method: string; path: string; handler?: string }[];
   readonly instances?: { min: number; max: number };
+  readonly limits?: Readonly<Record<string, number>>;
   readonly idleTtlSeconds?: number;
 }
 
@@ -63,18 +64,19 @@ export function writeFunction(dir: string, manifest: BenchManifest, files: Reado
 export function workloadFunctionsDir(workload: Workload, runtime: JsRuntime): string {
   const dir = newFunctionsDir(`${runtime}-${workload.fezzId}`);
   const instances = runtime !== "inline" ? { instances: ONE_WARM_INSTANCE } : {};
+  const limits = workload.fezzLimits === undefined ? {} : { limits: workload.fezzLimits };
   if (workload.fezzExample !== undefined) {
     const name = workload.fezzExample;
     cpSync(join(EXAMPLES_DIR, name), join(dir, name), { recursive: true });
     const manifestFile = join(dir, name, "fezz.json");
     const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as Record<string, unknown>;
-    writeFileSync(manifestFile, `${JSON.stringify({ ...manifest, ...tierManifest(runtime), ...instances }, null, 2)}\n`);
+    writeFileSync(manifestFile, `${JSON.stringify({ ...manifest, ...tierManifest(runtime), ...instances, ...limits }, null, 2)}\n`);
     return dir;
   }
   const fnDir = join(dir, `${workload.fezzId}@1.0.0`);
   mkdirSync(fnDir);
   copyFileSync(join(HANDLERS_DIR, workload.handler), join(fnDir, "index.mjs"));
-  const manifest: BenchManifest = { id: workload.fezzId, version: "1.0.0", entry: "index.mjs", ...tierManifest(runtime), routes: [], ...instances };
+  const manifest: BenchManifest = { id: workload.fezzId, version: "1.0.0", entry: "index.mjs", ...tierManifest(runtime), routes: [], ...instances, ...limits };
   writeFileSync(join(fnDir, "fezz.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   return dir;
 }

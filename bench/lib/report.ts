@@ -22,9 +22,26 @@ export interface RunInfo {
   readonly pinned: { readonly generator: string; readonly servers: string } | null;
 }
 
-const HEADERS = ["server", "workload", "RPS", "p50 ms", "p99 ms", "peak RSS MB", "vs node-http", "notes"] as const;
+const HEADERS = ["server", "workload", "RPS", "MB/s", "p50 ms", "p99 ms", "peak RSS MB", "vs node-http", "notes"] as const;
 /** Columns that hold numbers are right-aligned. */
-const RIGHT = new Set([2, 3, 4, 5, 6]);
+const RIGHT = new Set([2, 3, 4, 5, 6, 7]);
+
+/**
+ * MiB/s of a row: what wrk read per second (headers, framing and partly received bodies
+ * included, so a 1 s run of 1 MiB streams that all end after 1 s still shows its pace), else
+ * RPS x the workload's body bytes; null without either.
+ */
+export function bodyMbPerS(row: Row): number | null {
+  const m = row.picked?.measurement;
+  if (m === undefined) return null;
+  if (m.readMbPerS !== undefined) return m.readMbPerS;
+  return row.bodyBytes === undefined ? null : (m.rps * row.bodyBytes) / 2 ** 20;
+}
+
+function mbPerSCell(row: Row): string {
+  const v = bodyMbPerS(row);
+  return v === null ? "-" : v >= 10 ? v.toFixed(0) : v.toFixed(2);
+}
 
 export function formatTable(rows: readonly Row[], info: RunInfo): string {
   const cells: string[][] = rows.map((row) => {
@@ -35,6 +52,7 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
       row.server,
       row.workload,
       Math.round(m.rps).toLocaleString("en-US"),
+      mbPerSCell(row),
       m.p50Ms.toFixed(2),
       m.p99Ms.toFixed(2),
       picked.peakRssMb === null ? "-" : picked.peakRssMb.toFixed(1),
@@ -64,7 +82,8 @@ export function formatTable(rows: readonly Row[], info: RunInfo): string {
     line(widths.map((w) => "-".repeat(w))),
     ...cells.map(line),
     "",
-    `vs ${info.baseline} = median over rounds of RPS / ${info.baseline} RPS in the same round, same workload.` +
+    `vs ${info.baseline} = median over rounds of RPS / ${info.baseline} RPS in the same round, same workload ` +
+      `MB/s = MiB/s the load generator read (wrk: Transfer/sec; autocannon: RPS x body bytes).` +
       (info.logDir === null ? "" : ` Server logs: ${info.logDir}`),
   ].join("\n");
 }
@@ -81,12 +100,13 @@ export function throughputGrid(rows: readonly Row[]): Grid {
     right: RIGHT,
     rows: rows.map((row) => {
       const picked = row.picked;
-      if (picked === null) return [row.server, row.workload, "-", "-", "-", "-", "-", whyNoResult(row.rounds)];
+      if (picked === null) return [row.server, row.workload, "-", "-", "-", "-", "-", "-", whyNoResult(row.rounds)];
       const m = picked.measurement;
       return [
         row.server,
         row.workload,
         Math.round(m.rps).toLocaleString("en-US"),
+        mbPerSCell(row),
         m.p50Ms.toFixed(2),
         m.p99Ms.toFixed(2),
         picked.peakRssMb === null ? "-" : picked.peakRssMb.toFixed(1),
@@ -117,6 +137,8 @@ function notes(row: Row): string {
   if (children.length > 0) {
     out.push(`children: ${children.map((child) => `${child.name} ${child.peakRssMb.toFixed(1)}`).join(", ")} MB`);
   }
+  // Streamed bodies: the MB/s ratio, which a short run's RPS can miss (all streams ending together after the window).
+  if (row.mbRatio != null && (row.bodyBytes ?? 0) >= 1024 * 1024) out.push(`MB/s vs node-http ${row.mbRatio.toFixed(2)}x`);
   if (m !== undefined && m.non2xx > 0) out.push(`${m.non2xx} non-2xx`);
   if (m !== undefined && m.errors > 0) out.push(`${m.errors} socket errors`);
   const failed = row.rounds.filter((outcome) => outcome.kind === "failed");
@@ -140,6 +162,8 @@ export function rowJson(row: Row): Record<string, unknown> {
     server: row.server,
     workload: row.workload,
     rps: row.picked?.measurement.rps ?? null,
+    mbPerS: bodyMbPerS(row),
+    mbRatio: row.mbRatio ?? null,
     p50Ms: row.picked?.measurement.p50Ms ?? null,
     p99Ms: row.picked?.measurement.p99Ms ?? null,
     peakRssMb: row.picked?.peakRssMb ?? null,

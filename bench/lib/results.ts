@@ -11,7 +11,8 @@ import { pinnedText, rowJson, throughputGrid, type RunInfo } from "./report.js";
 import type { ColdStartResult } from "./suite-coldstart.js";
 import type { DensityResult } from "./suite-density.js";
 import type { SoakResult } from "./suite-soak.js";
-import { coldStartGrid, coldStartNote, densityGrid, densityNote, soakGrid, targetsGrid } from "./suite-tables.js";
+import type { SseResult } from "./suite-sse.js";
+import { coldStartGrid, coldStartNote, densityGrid, densityNote, soakGrid, sseGrid, sseNote, targetsGrid } from "./suite-tables.js";
 import type { TargetRow } from "./targets.js";
 import type { Row } from "./types.js";
 
@@ -29,6 +30,7 @@ export interface BenchResults {
   /** One per tier measured (`isolate`, `sandbox`), each on its own host. */
   readonly density: readonly DensityResult[] | null;
   readonly soak: readonly SoakResult[] | null;
+  readonly sse: SseResult | null;
   readonly targets: readonly TargetRow[];
 }
 
@@ -80,7 +82,7 @@ export function resultsMarkdown(results: BenchResults, svgFile: string | null): 
   ];
   for (const note of results.skipped) out.push(`- ${note}`);
   if (results.skipped.length > 0) out.push("");
-  out.push("## Targets (issue 5)", "", markdownGrid(targetsGrid(results.targets)), "");
+  out.push("## Targets (issues 5, 11, 12)", "", markdownGrid(targetsGrid(results.targets)), "");
   const t = results.throughput;
   if (t !== null) {
     const i = t.info;
@@ -110,6 +112,7 @@ export function resultsMarkdown(results: BenchResults, svgFile: string | null): 
       "",
     );
   }
+  if (results.sse !== null) out.push("## SSE", "", sseNote(results.sse), "", markdownGrid(sseGrid(results.sse)), "");
   return out.join("\n");
 }
 

@@ -9,7 +9,7 @@
  */
 import { httpCheck } from "./http-check.js";
 import { childrenPeakRss, peakRssMb } from "./peak-rss.js";
-import type { LoadGenerator, PairOutcome, PickRule, Row, ServerAdapter, Workload } from "./types.js";
+import type { LoadGenerator, Measurement, PairOutcome, PickRule, Row, ServerAdapter, Workload } from "./types.js";
 
 export interface RunOptions {
   readonly servers: readonly ServerAdapter[];
@@ -64,6 +64,8 @@ export async function runMatrix(options: RunOptions): Promise<Row[]> {
         rounds,
         picked,
         ratio: picked === null ? null : pairedRatio(rounds, baseRounds),
+        bodyBytes: Buffer.byteLength(workload.expect.body),
+        mbRatio: picked === null ? null : pairedRatio(rounds, baseRounds, (m) => m.readMbPerS),
       });
     }
   }
@@ -77,13 +79,20 @@ export async function runMatrix(options: RunOptions): Promise<Row[]> {
  * server of a round together (rounds here varied up to 2x); the servers of a round run back
  * to back, and fezz's rows sit next to the baseline (servers.ts). null without a pair.
  */
-export function pairedRatio(rounds: readonly PairOutcome[], baseline: readonly PairOutcome[]): number | null {
+export function pairedRatio(
+  rounds: readonly PairOutcome[],
+  baseline: readonly PairOutcome[],
+  metric: (m: Measurement) => number | undefined = (m) => m.rps,
+): number | null {
   const ratios: number[] = [];
   for (const r of rounds) {
     if (r.kind !== "ok") continue;
     const b = baseline.find((x) => x.round === r.round);
-    if (b === undefined || b.kind !== "ok" || b.measurement.rps <= 0) continue;
-    ratios.push(r.measurement.rps / b.measurement.rps);
+    if (b === undefined || b.kind !== "ok") continue;
+    const mine = metric(r.measurement);
+    const base = metric(b.measurement);
+    if (mine === undefined || base === undefined || !(base > 0)) continue;
+    ratios.push(mine / base);
   }
   if (ratios.length === 0) return null;
   ratios.sort((a, b) => a - b);

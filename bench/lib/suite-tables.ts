@@ -6,6 +6,7 @@ import type { Grid } from "./grid.js";
 import type { ColdStartResult } from "./suite-coldstart.js";
 import type { DensityResult, DensitySample } from "./suite-density.js";
 import type { SoakResult } from "./suite-soak.js";
+import type { SseResult } from "./suite-sse.js";
 import type { TargetRow } from "./targets.js";
 
 const ms = (n: number | undefined): string => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(1));
@@ -101,6 +102,52 @@ export function soakGrid(results: readonly SoakResult[]): Grid {
       ];
     }),
   };
+}
+
+export function sseGrid(result: SseResult): Grid {
+  if (result.error !== null) return { headers: ["server", "notes"], right: new Set(), rows: [["-", result.error]] };
+  return {
+    headers: ["server", "clients done", "events", "p50 ms", "p99 ms", "max ms", "p99 once open ms", "all open s", "all done s", "peak RSS MB", "notes"],
+    right: new Set([1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    rows: result.rows.map((row) => {
+      const r = row.result;
+      if (r === null) return [row.server, "-", "-", "-", "-", "-", "-", "-", "-", "-", row.error ?? ""];
+      const notes: string[] = [];
+      if (row.children.length > 0) {
+        notes.push(`server ${mb(row.hostPeakRssMb)} + children: ${row.children.map((c) => `${c.name} ${c.peakRssMb.toFixed(1)}`).join(", ")} MB`);
+      }
+      const failures = Object.entries(r.failures);
+      if (failures.length > 0) notes.push(`failed: ${failures.map(([why, n]) => `${n} ${why}`).join(", ")}`);
+      if (row.roundsP99Ms.length > 1) {
+        notes.push(`p99 by round: ${row.roundsP99Ms.map((p, i) => `${p === null ? "failed" : p.toFixed(1)}${i === row.round ? "*" : ""}`).join(" / ")}`);
+      }
+      return [
+        row.server,
+        `${r.completed.toLocaleString("en-US")}/${r.clients.toLocaleString("en-US")}`,
+        `${r.events.toLocaleString("en-US")}/${r.expectedEvents.toLocaleString("en-US")}`,
+        ms(r.p50Ms),
+        ms(r.p99Ms),
+        ms(r.maxMs),
+        r.openEvents === 0 ? "-" : ms(r.openP99Ms),
+        (r.openMs / 1000).toFixed(2),
+        (r.allDoneMs / 1000).toFixed(2),
+        mb(row.peakRssMb),
+        notes.join("; "),
+      ];
+    }),
+  };
+}
+
+export function sseNote(result: SseResult): string {
+  return (
+    `${result.rounds === 1 ? "1 round" : `${result.rounds} rounds, ${result.pick === "best" ? "the lowest-p99" : "the median-p99"} round shown (*)`}; ` +
+    `${result.clients.toLocaleString("en-US")} clients (raw sockets in the bench process, at most ${result.openConcurrency} awaiting their head at once), ` +
+    `each ${result.events} events broadcast every ${result.intervalMs} ms by one ticker per server to every open stream. ` +
+    `Latency = client receive time - the tick's time carried in the event (same clock; the server's fan-out loop counts), over every event; ` +
+    `"once open": only the events sent after every client had its head (no connection set-up competing). ` +
+    `all open / all done = from the first connect until every client had its head / until the last stream ended. ` +
+    `Peak RSS = VmHWM of the server + its descendants (sandboxes). fezz: one instance, limits.concurrency ${Math.min(10_000, result.clients + 64)}.`
+  );
 }
 
 export function targetsGrid(targets: readonly TargetRow[]): Grid {

@@ -5,6 +5,7 @@
 import type { ColdStartResult } from "./suite-coldstart.js";
 import type { DensityResult } from "./suite-density.js";
 import type { SoakResult } from "./suite-soak.js";
+import type { SseResult } from "./suite-sse.js";
 import type { Row } from "./types.js";
 
 export interface TargetRow {
@@ -26,7 +27,11 @@ export interface TargetInputs {
   readonly coldstart: ColdStartResult | null;
   readonly density: readonly DensityResult[] | null;
   readonly soak: readonly SoakResult[] | null;
+  readonly sse?: SseResult | null;
 }
+
+/** The SSE target's size: the p99 is judged only at this many clients or more. */
+export const SSE_TARGET_CLIENTS = 1000;
 
 export function evaluateTargets(inputs: TargetInputs): TargetRow[] {
   const out: TargetRow[] = [];
@@ -115,6 +120,34 @@ export function evaluateTargets(inputs: TargetInputs): TargetRow[] {
     measured: perSandbox === null ? "-" : `${perSandbox.toFixed(1)} MB`,
     met: null,
     where: "density",
+  });
+
+  // Issue 12: streaming. The MB/s ratio paired per round (bytes read: a short run where every
+  // stream ends together after the window still counts its pace), else the RPS ratio.
+  const streamRow = row("fezz-isolate", "stream-1m");
+  const stream = streamRow === undefined ? null : (streamRow.mbRatio ?? streamRow.ratio);
+  out.push({
+    target: "isolate /stream-1m MB/s (issue 12)",
+    goal: `>= 0.50x ${inputs.baseline}`,
+    measured: stream === null ? "-" : `${stream.toFixed(2)}x`,
+    met: stream === null ? null : stream >= 0.5,
+    where: "throughput",
+  });
+  const sse = inputs.sse ?? null;
+  const sseRow = sse?.rows.find((r) => r.server === "fezz-isolate") ?? null;
+  const sseRun = sseRow?.result ?? null;
+  const p99 = sseRun !== null && sseRun.events > 0 ? sseRun.p99Ms : null;
+  const full = sse !== null && sse.clients >= SSE_TARGET_CLIENTS;
+  const allDone = sseRun !== null && sseRun.completed === sseRun.clients;
+  out.push({
+    target: `SSE p99 delivery latency, isolate, ${SSE_TARGET_CLIENTS.toLocaleString("en-US")} clients (issue 12)`,
+    goal: "<= 50 ms, every client done",
+    measured:
+      p99 === null
+        ? "-"
+        : `${p99.toFixed(1)} ms, ${sseRun!.completed}/${sseRun!.clients} done` + (full ? "" : ` (${sse!.clients} clients: no verdict)`),
+    met: p99 === null || !full ? null : p99 <= 50 && allDone,
+    where: "sse",
   });
 
   for (const soak of inputs.soak ?? [{ server: "fezz-isolate", workload: "hello", ratio: null } as const]) {

@@ -43,6 +43,11 @@ export interface Workload {
    * its own routes (the workload's `path` is then the same on fezz), e.g. `"todos@1.0.0"`.
    */
   readonly fezzExample?: string;
+  /**
+   * `limits` for the fezz function's manifest, e.g. `{ concurrency: 1024 }` where a streaming
+   * response holds its slot until it ends. Default: fezz's defaults.
+   */
+  readonly fezzLimits?: Readonly<Record<string, number>>;
   /** Requests sent once, in order, on each fresh server before the check (each must answer 2xx). */
   readonly setup?: readonly RequestSpec[];
   /** What every server must answer, checked once before any load: same status, type and bytes. */
@@ -111,6 +116,11 @@ export interface Measurement {
   readonly non2xx: number;
   /** Connection errors and timeouts. */
   readonly errors: number;
+  /**
+   * MiB/s the generator read (wrk's `Transfer/sec`: headers, chunk framing and partly received
+   * bodies included); undefined when it does not say (autocannon).
+   */
+  readonly readMbPerS?: number;
 }
 
 /** A load generator: autocannon (in process) or wrk (a child process). */
@@ -156,4 +166,8 @@ export interface Row {
   readonly picked: Extract<PairOutcome, { kind: "ok" }> | null;
   /** Median over rounds of RPS / node-http's RPS in the same round (runner.ts pairedRatio); null without a pair. */
   readonly ratio: number | null;
+  /** Bytes of the workload's response body (MB/s without a generator's own figure is RPS x this). */
+  readonly bodyBytes?: number;
+  /** Like `ratio`, on the MiB/s the generator read (wrk); null without it. */
+  readonly mbRatio?: number | null;
 }

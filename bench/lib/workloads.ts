@@ -7,6 +7,7 @@
  * Fastify have equivalent native handlers (bench/servers/). The todos workloads run, on fezz,
  * the example examples/functions/todos@1.0.0 itself, with its manifest routes.
  */
+import { CHUNKS, STREAM_CHUNK } from "../handlers/stream-1m.mjs";
 import { renderTable } from "../handlers/table.mjs";
 import type { RequestSpec, Workload } from "./types.js";
 
@@ -32,6 +33,9 @@ const seedTodos: readonly RequestSpec[] = Array.from({ length: TODOS_SEEDED }, (
   body: JSON.stringify({ title: `todo ${i + 1}` }),
   headers: JSON_HEADERS,
 }));
+
+/** The `stream-1m` answer: 64 chunks of 16 KiB, 1 MiB in all (printable ASCII). */
+export const STREAM_BODY = new TextDecoder().decode(STREAM_CHUNK).repeat(CHUNKS);
 
 export const workloads: readonly Workload[] = [
   {
@@ -97,5 +101,17 @@ export const workloads: readonly Workload[] = [
     handler: "table.mjs",
     fezzId: "table",
     expect: { status: 200, contentType: "text/html;charset=utf-8", body: renderTable() },
+  },
+  {
+    // A streamed response: 1 MiB in 64 chunks of 16 KiB from a pull-based ReadableStream
+    // (node:http: res.write with backpressure), chunked transfer encoding. A streaming
+    // response holds its fezz slot until it ends: room for --connections well past 64.
+    name: "stream-1m",
+    path: "/stream-1m",
+    method: "GET",
+    handler: "stream-1m.mjs",
+    fezzId: "stream",
+    fezzLimits: { concurrency: 1024 },
+    expect: { status: 200, contentType: "application/octet-stream", body: STREAM_BODY },
   },
 ];

@@ -11,11 +11,15 @@
  *   Socket errors: connect 0, read 0, write 0, timeout 0
  *   Non-2xx or 3xx responses: 10
  * Requests/sec: 111649.02
+ * Transfer/sec:     13.82MB
  * ```
  */
 import type { Measurement } from "./types.js";
 
 const TIME_UNITS_MS: Readonly<Record<string, number>> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** wrk prints bytes in binary units (KB = 1024 B): each in MiB. */
+const BYTE_UNITS_MB: Readonly<Record<string, number>> = { B: 2 ** -20, KB: 2 ** -10, MB: 1, GB: 2 ** 10, TB: 2 ** 20 };
 
 /** `"250.00us"` -> 0.25 (ms); NaN when it is not a wrk duration. */
 export function parseWrkTime(text: string): number {
@@ -34,6 +38,7 @@ export function parseWrkOutput(output: string): Measurement {
   const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(output);
   const sockets = /^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/m.exec(output);
   const non2xx = /^\s*Non-2xx or 3xx responses: (\d+)/m.exec(output);
+  const transfer = /^Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB|TB)\s*$/m.exec(output);
   const p50Ms = percentile("50");
   const p99Ms = percentile("99");
   if (summary?.[1] === undefined || summary[2] === undefined || rps?.[1] === undefined) {
@@ -50,5 +55,6 @@ export function parseWrkOutput(output: string): Measurement {
     durationS: parseWrkTime(summary[2]) / 1000,
     non2xx: non2xx?.[1] === undefined ? 0 : Number(non2xx[1]),
     errors: sockets === null ? 0 : sockets.slice(1, 5).reduce((sum, n) => sum + Number(n), 0),
+    ...(transfer?.[1] === undefined || transfer[2] === undefined ? {} : { readMbPerS: Number(transfer[1]) * (BYTE_UNITS_MB[transfer[2]] ?? Number.NaN) }),
   };
 }

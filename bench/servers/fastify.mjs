@@ -2,8 +2,10 @@
 // as raw-node.mjs and the fetch-style handler modules. Paths as in raw-node.mjs.
 //
 //   node bench/servers/fastify.mjs --port 3000 [--host 127.0.0.1]
+import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
 import Fastify from "fastify";
+import { CHUNKS, STREAM_CHUNK } from "../handlers/stream-1m.mjs";
 import { renderTable } from "../handlers/table.mjs";
 import { createTodo, getTodo, listTodos } from "./native-todos.mjs";
 
@@ -35,6 +37,19 @@ app.get("/hello", (_req, reply) => reply.type("text/plain;charset=UTF-8").send(H
 app.get("/json", (_req, reply) => reply.type("application/json").send(JSON_BYTES));
 app.post("/echo", (req, reply) => reply.type("application/octet-stream").send(req.body));
 app.get("/table", (_req, reply) => reply.type("text/html;charset=utf-8").send(renderTable()));
+// stream-1m: the same 64 chunks of 16 KiB, each a fresh copy, from a Node Readable that makes
+// a chunk only when read (Fastify pipes it, so the socket's backpressure sets the pace).
+const streamChunk = Buffer.from(STREAM_CHUNK);
+app.get("/stream-1m", (_req, reply) => {
+  let sent = 0;
+  const body = new Readable({
+    read() {
+      this.push(Buffer.from(streamChunk));
+      if (++sent === CHUNKS) this.push(null);
+    },
+  });
+  return reply.type("application/octet-stream").send(body);
+});
 app.get("/todos", (_req, reply) => sendTodo(reply, listTodos()));
 app.post("/todos", (req, reply) => sendTodo(reply, createTodo(req.body)));
 app.get("/todos/:id", (req, reply) => sendTodo(reply, getTodo(req.params.id)));

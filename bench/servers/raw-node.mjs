@@ -1,12 +1,14 @@
 // The baseline: plain node:http answering every workload with the same bytes as the others,
 // through Node's own req/res API (no web Request/Response). Routes by path:
-//   /json  /echo (POST)  /table  /todos (GET, POST)  /todos/:id (GET); anything else
-//   (including /healthz and /hello) gets the hello text.
+//   /json  /echo (POST)  /table  /todos (GET, POST)  /todos/:id (GET)  /stream-1m
+//   /sse?events=&interval=; anything else (including /healthz and /hello) gets the hello text.
 //
 //   node bench/servers/raw-node.mjs --port 3000 [--host 127.0.0.1]
 //   PORT=3000 HOST=127.0.0.1 node bench/servers/raw-node.mjs
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
+import { sseParams } from "../handlers/sse.mjs";
+import { CHUNKS, STREAM_CHUNK } from "../handlers/stream-1m.mjs";
 import { renderTable } from "../handlers/table.mjs";
 import { createTodo, getTodo, listTodos } from "./native-todos.mjs";
 
@@ -38,6 +40,65 @@ function readBody(req, done) {
   req.on("end", () => done(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
 }
 
+// stream-1m: the same 64 chunks of 16 KiB as bench/handlers/stream-1m.mjs, each a fresh copy,
+// written with res.write (chunked) and only while the socket takes them (backpressure).
+const streamChunk = Buffer.from(STREAM_CHUNK);
+const streamHeaders = { "content-type": "application/octet-stream" };
+function streamOneMiB(res) {
+  res.writeHead(200, streamHeaders);
+  let sent = 0;
+  const next = () => {
+    while (sent < CHUNKS) {
+      sent++;
+      if (!res.write(Buffer.from(streamChunk))) {
+        res.once("drain", next);
+        return;
+      }
+    }
+    res.end();
+  };
+  next();
+}
+
+// sse: the fan-out of bench/handlers/sse.mjs, natively: one ticker per interval writes each
+// event to every open response; t is taken once per tick, before the loop.
+const sseHeaders = { "content-type": "text/event-stream", "cache-control": "no-store" };
+const tickers = new Map(); // interval ms -> { subscribers: Set<(t) => void>, timer }
+const now = () => performance.timeOrigin + performance.now();
+function subscribe(interval, subscriber) {
+  let ticker = tickers.get(interval);
+  if (ticker === undefined) {
+    const t = { subscribers: new Set(), timer: undefined };
+    t.timer = setInterval(() => {
+      const at = now();
+      for (const s of t.subscribers) s(at);
+      if (t.subscribers.size === 0) {
+        clearInterval(t.timer);
+        tickers.delete(interval);
+      }
+    }, interval);
+    tickers.set(interval, t);
+    ticker = t;
+  }
+  ticker.subscribers.add(subscriber);
+  return () => ticker.subscribers.delete(subscriber);
+}
+function serverSentEvents(req, res) {
+  const { events, interval } = sseParams(req.url);
+  res.writeHead(200, sseHeaders);
+  res.write(": open\n\n");
+  let n = 0;
+  const unsubscribe = subscribe(interval, (t) => {
+    n++;
+    res.write(`id: ${n}\ndata: {"n":${n},"t":${t}}\n\n`);
+    if (n === events) {
+      unsubscribe();
+      res.end();
+    }
+  });
+  res.once("close", unsubscribe); // the client left (or the response ended)
+}
+
 const server = createServer((req, res) => {
   const url = req.url;
   if (url === "/json") {
@@ -66,6 +127,10 @@ const server = createServer((req, res) => {
     } else send(res, listTodos());
   } else if (url.startsWith("/todos/") && url.indexOf("/", 7) === -1) {
     send(res, getTodo(url.slice(7)));
+  } else if (url === "/stream-1m") {
+    streamOneMiB(res);
+  } else if (url === "/sse" || url.startsWith("/sse?")) {
+    serverSentEvents(req, res);
   } else {
     res.writeHead(200, helloHeaders);
     res.end(hello);

@@ -12,7 +12,7 @@
  * - the producer starts with W bytes of credit and sends a chunk only while its credit is
  *   above 0 (so it may overshoot by one chunk); every chunk costs its length;
  * - the consumer grants the bytes back once its reader has taken them, in grants of at least
- *   W/4 (or all it owes, when it has nothing left to read);
+ *   W/4 (so a producer is never blocked by the bytes not yet granted: it still has 3/4 of W);
  * - a producer that sends more than W + one chunk unacknowledged has broken the contract (a
  *   sandbox is untrusted): the stream fails and is cancelled.
  */
@@ -121,10 +121,13 @@ export class StreamReceiver implements BodyStream {
     return new Promise((resolve, reject) => { this.#waiter = { resolve, reject }; });
   }
 
-  /** Grant back what the reader took, once it is worth a message (or nothing else is queued). */
+  /**
+   * Grant back what the reader took, once it is worth a message (W/4): what is owed below that
+   * leaves the producer at least 3/4 of its window, so it is never blocked by it.
+   */
   #settleCredit(): void {
     if (this.#owed === 0 || this.closed) return;
-    if (this.#owed >= this.#window / 4 || this.#queue.length === 0) {
+    if (this.#owed >= this.#window / 4) {
       const n = this.#owed;
       this.#owed = 0;
       this.#unacked -= n;

@@ -102,8 +102,8 @@ class Instance {
   /** Why the pool stopped this instance on purpose, if it did. */
   stopReason: 'unresponsive' | 'evicted' | 'closed' | 'load-error' | 'out-of-memory' | null = null;
   onDrained: (() => void) | null = null;
-  /** Request messages waiting for this turn's postMessage (see protocol.ts "Batching"). */
-  outbox: RequestMessage[] = [];
+  /** Request (and stream credit) messages waiting for this turn's postMessage (see protocol.ts "Batching"). */
+  outbox: unknown[][] = [];
   outTransfer: ArrayBuffer[] = [];
   flushScheduled = false;
   constructor(seq: number, worker: InstanceTransport, now: number) {
@@ -146,6 +146,12 @@ function flushInstance(inst: Instance): void {
   if (inst.state === State.Dead) return;
   if (batch.length === 1) inst.worker.postMessage(batch[0], transfer);
   else inst.worker.postMessage([ToWorker.Batch, batch], transfer);
+}
+
+/** A per-request message (stream credit) for this turn's batch. */
+function queueMessage(inst: Instance, msg: unknown[]): void {
+  inst.outbox.push(msg);
+  if (!inst.flushScheduled) { inst.flushScheduled = true; setImmediate(flushInstance, inst); }
 }
 
 /** A control message: after whatever is queued for the instance. */
@@ -414,7 +420,7 @@ export class IsolatePool implements FunctionRuntime {
           this.#release(inst, id);
         };
         const receiver = new StreamReceiver(
-          (n) => { if (inst.state !== State.Dead) postDirect(inst, [ToWorker.StreamCredit, id, n]); },
+          (n) => { if (inst.state !== State.Dead) queueMessage(inst, [ToWorker.StreamCredit, id, n]); },
           (reason) => { if (inst.state !== State.Dead) postDirect(inst, [ToWorker.StreamCancel, id, reason]); done(); },
         );
         inst.streams.set(id, receiver);
