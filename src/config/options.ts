@@ -61,6 +61,13 @@ export interface HostOptions {
   /** How long shutdown waits for in-flight requests, in ms. @default 10000 (10 s) */
   shutdownGraceMs?: number;
   /**
+   * Phase 1 of shutdown, in ms: before the listener closes, keep serving while `/healthz`
+   * answers 503 and every response carries `connection: close`, so a load balancer takes
+   * the host out of rotation and moves its connections elsewhere. 0 skips it.
+   * @default 0 for the library (`fezz serve`: 5000, flag --drain-delay, env FEZZ_DRAIN_DELAY)
+   */
+  drainDelayMs?: number;
+  /**
    * Deadline for one instance (worker, inline module, plugin process) to load its function,
    * in ms, whether or not a request waits for it; past it the start counts as failed (its
    * requests get 500/502, the function backs off). Bounds reloads, deploys and start-up too.
@@ -111,6 +118,7 @@ export interface ResolvedHostOptions {
   readonly middleware: readonly Middleware[];
   readonly maxBodyBytes: number;
   readonly shutdownGraceMs: number;
+  readonly drainDelayMs: number;
   readonly startTimeoutMs: number;
   readonly isolation: 'thread' | 'sandbox';
   readonly maxConnections: number;
@@ -129,12 +137,16 @@ export const DEFAULTS = {
   adminHost: '127.0.0.1',
   maxBodyBytes: 1024 * 1024, // 1 MiB
   shutdownGraceMs: 10_000, // 10 s
+  drainDelayMs: 0, // the library's; `fezz serve` passes 5 s (DRAIN_DELAY_SERVE_MS)
   startTimeoutMs: 10_000, // 10 s, like Lambda's init phase
   headersTimeoutMs: 20_000, // 20 s (Node's default is 60 s)
   keepAliveTimeoutMs: 5_000,
   bodyTimeoutMs: 30_000, // between two chunks of a request body
   sendTimeoutMs: 30_000, // without progress writing a response
 } as const;
+
+/** `fezz serve`'s drain delay (phase 1 of shutdown), in ms: a few health checks' worth. */
+export const DRAIN_DELAY_SERVE_MS = 5_000;
 
 function int(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -196,6 +208,7 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
     middleware: Object.freeze([...middleware]),
     maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes ?? DEFAULTS.maxBodyBytes, 0, 2 ** 31),
     shutdownGraceMs: int('shutdownGraceMs', options.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),
+    drainDelayMs: int('drainDelayMs', options.drainDelayMs ?? DEFAULTS.drainDelayMs, 0, 3_600_000),
     startTimeoutMs: int('startTimeoutMs', options.startTimeoutMs ?? DEFAULTS.startTimeoutMs, 100, 600_000),
     isolation: isolationOption(options.isolation),
     maxConnections: int('maxConnections', options.maxConnections ?? caps.publicMax, 1, 10_000_000),

@@ -2,7 +2,7 @@
  * The request path: route -> middleware chain -> run the function -> write the response.
  * `handleRequest` is what the public listener calls for every request.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -22,7 +22,12 @@ import type { HostCounters } from '../observability/host-counters.js';
 /** State the request path reads: swapped as a whole on reload. */
 export interface DispatchState {
   registry: Registry;
-  /** False once shutdown began: /healthz says 503 and new requests get 503. */
+  /**
+   * True from the start of shutdown: /healthz answers 503 and every response carries
+   * `connection: close`, while requests are still served (the drain, host.ts `close`).
+   */
+  draining: boolean;
+  /** False once the drain is over (the instances are stopping): new requests get 503. */
   accepting: boolean;
   /** Requests between arrival and their response being handed to the socket. */
   active: number;
@@ -57,9 +62,10 @@ const kErrorAfter = Symbol('fezz.errorAfter');
  * cancelled by the function's runtime (dropped from the queue, or `request.signal` aborted
  * and its slot freed). One listener per connection: the request path pays nothing for it.
  */
-export function connectionTracker(state: DispatchState, maxConnections: number, logger: Logger): (socket: Socket) => void {
+export function connectionTracker(state: DispatchState, maxConnections: number, logger: Logger): ConnectionTracker {
   const open = new Set<TrackedSocket>(); // insertion order = age
   let lastLog = 0;
+  let lastConnection = -Infinity;
   const dropped = (): void => {
     state.counters.connectionsDropped++;
     const now = performance.now();
@@ -68,8 +74,9 @@ export function connectionTracker(state: DispatchState, maxConnections: number, 
       logger.warn({ maxConnections, dropped: state.counters.connectionsDropped }, 'connection limit reached: closing idle connections to make room (--max-connections)');
     }
   };
-  return function onConnection(socket: Socket): void {
+  const onConnection = function onConnection(socket: Socket): void {
     const sock = socket as TrackedSocket;
+    lastConnection = performance.now();
     if (open.size >= maxConnections) {
       let victim: TrackedSocket | null = null;
       for (const s of open) {
@@ -84,6 +91,62 @@ export function connectionTracker(state: DispatchState, maxConnections: number, 
     open.add(sock);
     sock.once('close', () => { open.delete(sock); onConnectionClose.call(sock, state); });
   };
+  return Object.assign(onConnection, {
+    get open(): number { return open.size; },
+    get lastConnection(): number { return lastConnection; },
+    closeQuiet(server: Server): number {
+      const between = betweenMessages(server);
+      for (const s of open) if (isQuiet(s, between)) { open.delete(s); s.destroy(); }
+      return open.size;
+    },
+  });
+}
+
+/** The public listener's 'connection' handler, and what shutdown needs of the connections. */
+export interface ConnectionTracker {
+  (socket: Socket): void;
+  /** Connections open now. */
+  readonly open: number;
+  /** When the last connection was accepted (`performance.now()`), -Infinity before the first. */
+  readonly lastConnection: number;
+  /**
+   * Close every connection of `server` that is quiet ({@link isQuiet}): nothing of a request
+   * read, no request in flight, no response being written. Returns how many stay open.
+   */
+  closeQuiet(server: Server): number;
+}
+
+/**
+ * The sockets whose HTTP parser is between two messages, from Node's own connection list
+ * (internal, the one `closeIdleConnections()` reads; Node 18 to 24 at least), or null if
+ * this Node has none.
+ */
+function betweenMessages(server: Server): Set<Socket> | null {
+  const k = Object.getOwnPropertySymbols(server).find((sym) => sym.description === 'http.server.connections');
+  const list = k === undefined ? undefined : (server as unknown as Record<symbol, { idle?: () => Array<{ socket?: Socket }> } | undefined>)[k];
+  if (list === undefined || typeof list.idle !== 'function') return null;
+  const out = new Set<Socket>();
+  for (const p of list.idle()) if (p.socket !== undefined) out.add(p.socket);
+  return out;
+}
+
+/**
+ * A connection that can be closed without cutting a request: no request of ours on it, no
+ * response (or error answer) still going out, no bytes read and not yet parsed, and its
+ * parser between two messages (for a kept-alive connection: not one byte of a next request
+ * read). A connection that never had a request counts as busy (its first request may be on
+ * the way: shutdown cuts it only at the grace deadline), as in Node's own
+ * `closeIdleConnections()`. Bytes still in the kernel's buffer cannot be seen: that window
+ * is what the drain delay closes (the client has stopped using the connection by then).
+ */
+function isQuiet(s: TrackedSocket, between: Set<Socket> | null): boolean {
+  if (s.destroyed) return true;
+  if ((s[kCurrent] ?? null) !== null || (s[kErrorAfter] ?? null) !== null) return false;
+  if (s.writableLength > 0 || s.readableLength > 0) return false;
+  const msg = (s as unknown as { _httpMessage?: { finished?: boolean } | null })._httpMessage;
+  if (msg !== undefined && msg !== null && msg.finished !== true) return false; // a streamed response still going out
+  // Unknown parser state (a Node without the list): busy, cut at the grace deadline.
+  return between !== null && between.has(s);
 }
 
 function onConnectionClose(this: TrackedSocket, state: DispatchState): void {
@@ -164,7 +227,7 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
       return;
     }
     case 'health':
-      c.response = state.accepting
+      c.response = state.accepting && !state.draining
         ? { status: 200, headers: ['content-type', 'text/plain; charset=utf-8'], body: 'ok\n' }
         : errorResponse('FEZZ_ERR_SHUTTING_DOWN', []);
       return;
@@ -219,7 +282,7 @@ export function createRequestHandler(state: DispatchState, chain: (c: RequestCon
     // then waits for the connections to go idle, so no per-response listener is needed.
     state.active++;
     (req.socket as TrackedSocket)[kCurrent] = c;
-    if (!state.accepting && match.kind !== 'health') {
+    if ((!state.accepting || (state.draining && retriedElsewhere(method, req.rawHeaders))) && match.kind !== 'health') {
       c.response = errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], ['retry-after', '1']);
       c.closeConnection = true;
       respond(state, c, logger);
@@ -254,6 +317,9 @@ function respond(state: DispatchState, c: RequestContext, logger: Logger): void 
   // A streamed body the function did not read to the end: close the connection after the
   // response rather than read (and discard) the rest on the host's time.
   if (c.bodyStream !== null && !c.bodyStream.done) c.closeConnection = true;
+  // Shutting down: the client opens its next connection elsewhere (to another host behind
+  // the load balancer), and this one closes once the response is out.
+  if (state.draining) c.closeConnection = true;
   writeResponse(c, logger, state.counters);
   const after = sock[kErrorAfter];
   if (after !== undefined && after !== null) {
@@ -272,6 +338,24 @@ function onSendTimeout(state: DispatchState, sock: Socket): void {
   if (sock.writableLength === 0) return; // an idle keep-alive timing out: Node closes it
   state.counters.clientError('send-timeout');
   sock.destroy();
+}
+
+/**
+ * The request header a load balancer sets to say it re-sends a safe request that gets a 503
+ * to another server (nginx: `proxy_set_header Fezz-Retries idempotent` with
+ * `proxy_next_upstream http_503`). While the host drains, such a GET, HEAD or OPTIONS gets
+ * 503 (the function does not run): the balancer retries it elsewhere and, through its passive
+ * health checks (`max_fails`), stops sending this host anything, before the listener closes.
+ */
+export const RETRIES_HEADER = 'fezz-retries';
+
+/** A safe request from a balancer that retries it elsewhere on a 503 ({@link RETRIES_HEADER}). */
+function retriedElsewhere(method: string, raw: string[]): boolean {
+  if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 12 && raw[i]!.toLowerCase() === RETRIES_HEADER) return raw[i + 1]!.trim().toLowerCase() === 'idempotent';
+  }
+  return false;
 }
 
 /** How many Host header fields the request has (rawHeaders: Node keeps only the first in `headers`). */

@@ -14,7 +14,7 @@ import { loadRegistry, type FunctionVersion, type LoadProblem, type Registry, ty
 import { loadFunctionDir } from '../manifest/load.js';
 import { fezzError } from '../errors.js';
 import { compose, accessLog, cors, bodyLimit } from './middleware.js';
-import { connectionTracker, createRequestHandler, onClientError, runFunction, type DispatchState } from './dispatch.js';
+import { connectionTracker, createRequestHandler, onClientError, runFunction, type ConnectionTracker, type DispatchState } from './dispatch.js';
 import { kExpectContinue } from './middleware.js';
 import { HostCounters } from '../observability/host-counters.js';
 import type { Socket } from 'node:net';
@@ -35,6 +35,10 @@ import { promote, removeQuietly, retire, stagePackage, STAGING_DIR, TRASH_DIR } 
 const ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024; // 64 MiB
 /** How long a version whose start failed is not retried by reloads (unless its files change), in ms. */
 const FAILED_START_RETRY_MS = 60_000;
+/** Shutdown closes the public listener after this long without a new connection, in ms... */
+const LISTENER_PAUSE_MS = 50;
+/** ...or after this long at most (within the grace), in ms. */
+const LISTENER_PAUSE_MAX_MS = 1000;
 /** Quiet time after the last file event before the watcher reloads, in ms. */
 const WATCH_DEBOUNCE_MS = 200;
 
@@ -62,6 +66,9 @@ export class Host {
   readonly #bodyLimit: Middleware;
   #chain: (c: RequestContext) => void | Promise<void>;
   readonly #server: http.Server;
+  readonly #connections: ConnectionTracker;
+  /** Ends the drain delay early (a second `close(…, 0)`), while it runs. */
+  #endDrainDelay: (() => void) | null = null;
   readonly #admin: AdminServer;
   readonly #abi: AbiEndpoint;
   readonly #stats: StatsBook;
@@ -87,7 +94,7 @@ export class Host {
     this.#abi = abi;
     this.#admin = admin;
     this.#counters = new HostCounters(logger);
-    this.#state = { registry, accepting: true, active: 0, counters: this.#counters, bodyTimeoutMs: options.bodyTimeoutMs, sendTimeoutMs: options.sendTimeoutMs };
+    this.#state = { registry, draining: false, accepting: true, active: 0, counters: this.#counters, bodyTimeoutMs: options.bodyTimeoutMs, sendTimeoutMs: options.sendTimeoutMs };
     // The request id is assigned before the chain runs (dispatch.ts), so it is not in it.
     this.#middleware = [];
     if (options.accessLog) this.#middleware.push(accessLog(logger));
@@ -106,7 +113,8 @@ export class Host {
       requestTimeout: 0,
     }, handler);
     const server = this.#server;
-    server.on('connection', connectionTracker(this.#state, options.maxConnections, logger));
+    this.#connections = connectionTracker(this.#state, options.maxConnections, logger);
+    server.on('connection', this.#connections);
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => onClientError(this.#counters, err, socket as Socket));
     // After listen(), a listener error (e.g. accept failing) is logged; it must never be an
     // unhandled 'error' event that ends the process.
@@ -349,35 +357,80 @@ export class Host {
   }
 
   /**
-   * Graceful shutdown: stop accepting, let in-flight requests finish (up to `graceMs`,
-   * default `shutdownGraceMs`), stop every instance and plugin, close the listeners. Resolves
-   * within `graceMs` plus a small margin whatever the functions do: a reload still starting
-   * instances is not waited for, and past the deadline instances are terminated and
-   * connections cut.
+   * Graceful shutdown, in two phases.
+   *
+   * 1. The drain delay (`drainDelayMs`, default the `drainDelayMs` option: 0 for the
+   *    library, 5 s for `fezz serve`): the listener stays open and requests are served,
+   *    but `/healthz` answers 503 and every response carries `connection: close`, so a load
+   *    balancer's health checks take the host out and its clients move their connections
+   *    elsewhere before anything is refused.
+   * 2. Up to `graceMs` (default `shutdownGraceMs`): the listener closes (new connections are
+   *    refused), in-flight requests finish, and connections close as soon as they are quiet:
+   *    a request whose head already arrived, or is arriving, on a kept-alive connection is
+   *    answered (with `connection: close`), never reset. Then every instance and plugin
+   *    stops and the admin listener closes.
+   *
+   * Resolves within `drainDelayMs + graceMs` plus a small margin whatever the functions do:
+   * a reload still starting instances is not waited for, and past the deadline instances
+   * are terminated and connections cut. A second call returns the same promise; with
+   * `drainDelayMs` 0 it also ends a drain delay still running (a second Ctrl-C).
    */
-  close(graceMs = this.options.shutdownGraceMs): Promise<void> {
-    if (this.#closing) return this.#closing;
+  close(graceMs = this.options.shutdownGraceMs, drainDelayMs = this.options.drainDelayMs): Promise<void> {
+    if (this.#closing) {
+      if (drainDelayMs === 0) this.#endDrainDelay?.();
+      return this.#closing;
+    }
     this.#closing = (async () => {
       const state = this.#state;
-      state.accepting = false;
+      const server = this.#server;
+      const connections = this.#connections;
+      state.draining = true;
+      if (drainDelayMs > 0) {
+        this.logger.info({ drainDelayMs }, 'shutdown phase 1: draining, still serving; /healthz answers 503 and responses carry connection: close');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, drainDelayMs);
+          this.#endDrainDelay = () => { clearTimeout(timer); resolve(); };
+        });
+        this.#endDrainDelay = null;
+      }
       const deadline = performance.now() + graceMs;
       const left = (): number => Math.max(0, deadline - performance.now());
+      this.logger.info({ graceMs, connections: connections.open, inFlight: state.active }, 'shutdown phase 2: closing the listener; finishing in-flight requests, closing idle connections');
       if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
-      await withDeadline(this.#watcher?.close() ?? Promise.resolve(), left());
+      // Closing a listener resets the connections the kernel completed but the host has not
+      // accepted yet, and their clients have sent a request on them already (nginx does not
+      // re-send a POST then). So it closes in a pause between new connections (by now a load
+      // balancer sends none), waiting at most LISTENER_PAUSE_MAX_MS, just after the event loop
+      // accepted what was there.
+      const pauseUntil = performance.now() + Math.min(LISTENER_PAUSE_MAX_MS, graceMs);
+      while (performance.now() - connections.lastConnection < LISTENER_PAUSE_MS && performance.now() < pauseUntil) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await new Promise((r) => setImmediate(r));
       let allClosed = false;
-      const closed = new Promise<void>((r) => this.#server.close(() => { allClosed = true; r(); }));
-      this.#server.closeIdleConnections();
-      while (state.active > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      // Close the listener only: http.Server#close() (Node 19+) also destroys the connections
+      // Node deems idle at once, whatever has just arrived on them. Connections close here,
+      // one by one, once quiet (dispatch.ts isQuiet).
+      server.closeIdleConnections = () => undefined;
+      const closed = new Promise<void>((r) => server.close(() => { allClosed = true; r(); }));
+      Reflect.deleteProperty(server, 'closeIdleConnections');
+      await withDeadline(this.#watcher?.close() ?? Promise.resolve(), left());
+      // Requests still arriving on open connections are served (they get connection: close),
+      // so the instances stay up until the connections are gone or the deadline passed.
+      // Each sweep runs just after the event loop read the sockets (setImmediate follows the
+      // poll phase), so bytes that reached the host before it are parsed and seen.
+      const afterPoll = (): Promise<void> => new Promise((r) => setImmediate(r));
+      await afterPoll();
+      while ((connections.closeQuiet(server) > 0 || state.active > 0) && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+        await afterPoll();
+      }
+      state.accepting = false;
       // A reload in progress is not waited for: what it is starting stops now.
       await Promise.all(this.#starting.map((r) => r.close(0)));
       await state.registry.close(left());
-      // Responses written but still flushing: a connection turns idle once its response is
-      // out, and is closed then. Past the deadline, every connection is cut.
-      while (!allClosed && performance.now() < deadline) {
-        this.#server.closeIdleConnections();
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      this.#server.closeAllConnections();
+      // Past the deadline, every connection still open is cut.
+      if (!allClosed) server.closeAllConnections();
       await closed;
       await this.#admin.close();
       this.#abi.store.close();

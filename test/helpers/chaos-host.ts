@@ -24,6 +24,8 @@ export interface ServeOptions {
   listenTimeoutMs: number;
   /** `--isolation`. @default 'thread' (what these suites test; `fezz serve` defaults to sandbox) */
   isolation?: 'thread' | 'sandbox';
+  /** `--drain-delay`, in ms. @default 0 (`fezz serve` defaults to 5000) */
+  drainDelayMs?: number;
 }
 
 /** Whether `fezz serve` knows --start-timeout yet (it is being added while this suite is written). */
@@ -56,7 +58,10 @@ export class ServeProcess {
       '--cache-dir', o.cacheDir, '--token', o.token];
     if (withStartTimeout) this.args.push('--start-timeout', String(o.startTimeoutMs));
     // Threads unless a test asks for the sandbox default (older CLIs have no --isolation).
-    if (readFileSync(path.join(ROOT, 'src', 'cli', 'commands', 'serve.ts'), 'utf8').includes("'--isolation")) this.args.push('--isolation', o.isolation ?? 'thread');
+    const serveSource = readFileSync(path.join(ROOT, 'src', 'cli', 'commands', 'serve.ts'), 'utf8');
+    if (serveSource.includes("'--isolation")) this.args.push('--isolation', o.isolation ?? 'thread');
+    // These suites check the grace period, not the load-balancer drain delay (rolling-restart.test.ts does).
+    if (serveSource.includes("'--drain-delay")) this.args.push('--drain-delay', String(o.drainDelayMs ?? 0));
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const k of Object.keys(env)) if (k.startsWith('FEZZ_')) delete env[k];
     this.#log = createWriteStream(o.logFile);

@@ -26,7 +26,9 @@ function request(url: string): Promise<{ status: number; body: string }> {
 describe('graceful shutdown', () => {
   it('SIGTERM: in-flight slow requests complete 200, new connections are refused, exit 0', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/bin.ts'), 'serve',
-      '--dir', path.join(FIXTURES, 'ops'), '--port', '0', '--admin-port', '0', '--no-watch', '--isolation', 'thread'],
+      '--dir', path.join(FIXTURES, 'ops'), '--port', '0', '--admin-port', '0', '--no-watch', '--isolation', 'thread',
+      // No drain delay: the listener closes at once (the delay is rolling-restart.test.ts's).
+      '--drain-delay', '0'],
       // A token file of its own, not the user's ~/.fezz/admin-token.
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEZZ_TOKEN_FILE: path.join(os.tmpdir(), `fezz-shutdown-token-${process.pid}`) } });
     let out = '';

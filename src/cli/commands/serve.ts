@@ -1,9 +1,11 @@
 /**
  * `fezz serve`: load a functions directory and serve it until SIGTERM/SIGINT, then shut
- * down gracefully (stop accepting, drain, exit 0).
+ * down gracefully (the drain delay: /healthz 503, connection: close; then stop accepting,
+ * finish in-flight requests, exit 0).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultTokenFile } from '../../config/token.js';
+import { DRAIN_DELAY_SERVE_MS } from '../../config/options.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -40,6 +42,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--no-watch', 'do not watch the functions directory for changes (hot reload)'))
     .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
     .addOption(new Option('--grace <ms>', 'shutdown grace period for in-flight requests, in ms').default(10_000).argParser(ms))
+    .addOption(new Option('--drain-delay <ms>', 'on SIGTERM, keep serving this long with /healthz answering 503 and connection: close on responses, before the listener closes (0 = close it at once)').env('FEZZ_DRAIN_DELAY').default(DRAIN_DELAY_SERVE_MS).argParser(ms))
     .addOption(new Option('--start-timeout <ms>', 'deadline for an instance to load its function, in ms').env('FEZZ_START_TIMEOUT').default(10_000).argParser(ms))
     .addOption(new Option('--isolation <tier>', 'weakest isolation allowed: "sandbox" runs every function (isolate, process, native) under bubblewrap; "thread" lets each manifest choose (trusted code only) (default: sandbox; with --dev: thread)').env('FEZZ_ISOLATION').choices(['thread', 'sandbox']))
     .addOption(new Option('--max-connections <n>', 'most open public connections (default: the fd limit minus a reserve)').env('FEZZ_MAX_CONNECTIONS').argParser(count))
@@ -47,7 +50,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
-    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; adminSocket?: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; startTimeout: number;
+    .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; adminSocket?: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; drainDelay: number; startTimeout: number;
       isolation?: 'thread' | 'sandbox'; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
       // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
       // leaves the environment now (before anything is spawned); a token on the command line
@@ -64,7 +67,7 @@ export function serveCommand(): Command {
       const host = await createHost({
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
         adminPort: Number(opts.adminPort), adminHost: opts.adminHost, adminSocket: opts.adminSocket || undefined, token: opts.token, tokenFile,
-        accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, watch: opts.watch,
+        accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, drainDelayMs: Number(opts.drainDelay), watch: opts.watch,
         startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections, isolation,
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
         bodyTimeoutMs: Number(opts.bodyTimeout), sendTimeoutMs: Number(opts.sendTimeout),
@@ -95,16 +98,23 @@ export function serveCommand(): Command {
         host.logger.info({ fn: f.key, runtime: f.runtime, rpc: `/rpc/${f.key}`, routes }, 'serving');
       }
       let stopping = false;
+      const drainDelayMs = Number(opts.drainDelay);
       const stop = (signal: string): void => {
-        if (stopping) return;
+        if (stopping) {
+          // A second signal (Ctrl-C twice) skips what is left of the drain delay.
+          host.logger.info({ signal }, 'second signal: closing the listener now');
+          void host.close(opts.grace, 0);
+          return;
+        }
         stopping = true;
-        host.logger.info({ signal }, 'shutting down: draining in-flight requests');
-        // A backstop: whatever happens in close(), the process is gone shortly after the grace.
+        host.logger.info({ signal, drainDelayMs, graceMs: opts.grace }, 'shutting down: draining in-flight requests');
+        // A backstop: whatever happens in close(), the process is gone shortly after the
+        // drain delay and the grace.
         setTimeout(() => {
-          host.logger.error({ graceMs: opts.grace }, 'shutdown did not finish within the grace period; exiting now');
+          host.logger.error({ drainDelayMs, graceMs: opts.grace }, 'shutdown did not finish within the drain delay and grace period; exiting now');
           process.exit(1);
-        }, opts.grace + 2000).unref();
-        host.close().then(() => {
+        }, drainDelayMs + opts.grace + 2000).unref();
+        host.close(opts.grace, drainDelayMs).then(() => {
           host.logger.info('stopped');
           process.exit(0);
         }, (err: unknown) => {
@@ -115,7 +125,7 @@ export function serveCommand(): Command {
       // An unhandled rejection in the host's own thread (an inline function's stray promise)
       // is logged, not fatal: every other function keeps serving.
       process.on('unhandledRejection', (err) => host.logger.error({ err }, 'unhandled rejection in the host thread (an inline function?)'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
     });
 }
