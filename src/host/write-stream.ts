@@ -73,8 +73,17 @@ export function pipeBodyStream(res: ServerResponse, stream: BodyStream, limits: 
       if (done) return;
       if (chunk === null) { finish('complete'); return; }
       progress();
-      if (chunk.byteLength === 0) { pump(); return; }
-      if (res.write(chunk)) { pump(); return; }
+      // What else is already queued goes out with it, in one system call.
+      res.cork();
+      // (An empty chunk is skipped: with chunked framing it would read as the end.)
+      let ok = chunk.byteLength === 0 || res.write(chunk);
+      let next: Uint8Array | null | undefined;
+      while (ok && (next = stream.tryRead?.()) !== undefined) {
+        if (next === null) { res.uncork(); finish('complete'); return; }
+        if (next.byteLength > 0) ok = res.write(next);
+      }
+      res.uncork();
+      if (ok) { pump(); return; }
       waitingOn = 'client';
       res.once('drain', pump);
     }, (err: unknown) => finish('error', err));

@@ -34,6 +34,12 @@ export interface BodyStream {
   read(): Promise<Uint8Array | null>;
   /** The consumer is gone (client left, a limit fired): stop the producer. Idempotent. */
   cancel(reason: string): void;
+  /**
+   * A chunk that is already here, without waiting: the chunk, `null` at the end, or
+   * `undefined` when the next one has not arrived (then use {@link read}). Optional: lets a
+   * writer send what is queued in one system call.
+   */
+  tryRead?(): Uint8Array | null | undefined;
 }
 
 /** Posts one message of the stream; `transfer` is the chunk's own buffer when there is one. */
@@ -133,6 +139,17 @@ export class StreamReceiver implements BodyStream {
       this.#unacked -= n;
       this.#grant(n);
     }
+  }
+
+  tryRead(): Uint8Array | null | undefined {
+    if (this.#error !== null) return undefined; // read() rejects with it
+    const next = this.#queue.shift();
+    if (next !== undefined) {
+      this.#owed += next.byteLength;
+      this.#settleCredit();
+      return next;
+    }
+    return this.#done || this.#cancelled ? null : undefined;
   }
 
   cancel(reason: string): void {
