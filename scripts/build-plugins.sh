@@ -111,12 +111,14 @@ fi
 if want go; then
   build_go "$EXAMPLES/echo-go@1.0.0" echo-go
   build_go "$EXAMPLES/echo-go-native@1.0.0" libecho.so c-shared
+  build_go "$EXAMPLES/sse-go@1.0.0" sse-go
 fi
 if want rust; then
   build_rust "$EXAMPLES/echo-rust@1.0.0" libecho.so libecho.so
 fi
 if want python; then
-  for f in "$EXAMPLES/echo-python@1.0.0/main.py" "$FIXTURES/misbehave-py@1.0.0/main.py" "sdk/python/fezz.py"; do
+  for f in "$EXAMPLES/echo-python@1.0.0/main.py" "$FIXTURES/misbehave-py@1.0.0/main.py" \
+    "$FIXTURES/stream-py@1.0.0/main.py" "$FIXTURES/stream-probe-py@1.0.0/main.py" "sdk/python/fezz.py"; do
     # A syntax check that writes no __pycache__ into the function directories.
     python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$f"
     case "$f" in */main.py) chmod 0755 "$f";; esac

@@ -14,6 +14,8 @@ import (
 const MaxBatch = 256
 
 // FetchRequests gets several requests in one call (POST /admin/get-request-info/batch).
+// A request whose body the host streams comes with BodyStreamed set and a nil Body: read it
+// with ReadRequestBody (Serve and HandleNative do).
 // reqs[i] and errs[i] belong to ids[i]: exactly one of them is non-nil (errs[i] is a
 // *HostError, e.g. 404 for an unknown or expired id). err is non-nil when the call as a
 // whole failed; a *HostError with StatusCode 404 or 405 then means the host has no batch
@@ -56,7 +58,9 @@ func FetchRequests(ids []int64) (reqs []*Request, errs []error, err error) {
 			errs[i] = &HostError{StatusCode: item.StatusCode, Code: item.Code, Message: item.Message, Endpoint: endpoint}
 			continue
 		}
-		reqs[i], errs[i] = item.wireRequest.toRequest(endpoint)
+		if reqs[i], errs[i] = item.wireRequest.toRequest(endpoint); reqs[i] != nil {
+			reqs[i].ID = ids[i]
+		}
 	}
 	return reqs, errs, nil
 }
@@ -174,6 +178,7 @@ type server struct {
 	inflight    int
 	unfetched   int
 	maxDeadline int64
+	streams     int // streamed responses being sent: they outlive their request's deadline
 }
 
 func newServer() *server {
@@ -215,13 +220,14 @@ func (s *server) finished(j job, err error) {
 	}
 }
 
-// drain waits until every id read was answered, or until nothing is left to fetch and every
+// drain waits until every id read was answered, or until nothing is left to fetch, no
+// streamed response is being sent (the host bounds those by its stream limits) and every
 // fetched request's deadline has passed (the host answered 504 for those by itself).
 func (s *server) drain() {
 	close(s.ids)
 	for {
 		s.mu.Lock()
-		done := s.inflight == 0 || (s.unfetched == 0 && time.Now().UnixMilli() >= s.maxDeadline)
+		done := s.inflight == 0 || (s.unfetched == 0 && s.streams == 0 && time.Now().UnixMilli() >= s.maxDeadline)
 		s.mu.Unlock()
 		if done {
 			break
@@ -287,7 +293,19 @@ func (s *server) fetchLoop() {
 }
 
 func (s *server) run(j job, req *Request) {
-	resp, err := run(j.h, req)
+	resp, err := runWithBody(j.h, req)
+	if err == nil && resp.Stream != nil {
+		// A stream is its own call, as long as its body: never batched.
+		s.mu.Lock()
+		s.streams++
+		s.mu.Unlock()
+		err = pushStreamed(j.id, resp)
+		s.mu.Lock()
+		s.streams--
+		s.mu.Unlock()
+		s.finished(j, err)
+		return
+	}
 	select {
 	case s.answers <- answerJob{Answer{ID: j.id, Response: resp, Err: err}, j}:
 	case <-s.stop:

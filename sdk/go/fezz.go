@@ -16,6 +16,12 @@
 //	//export fezz_handle_request
 //	func fezz_handle_request(id int64) int32 { return fezz.HandleNative(id, handle) }
 //
+// Streaming (docs/abi.md "Streamed bodies"): a handler may answer with Streamed, whose
+// function writes the body through a StreamWriter; each Write reaches the client at once
+// (POST /admin/push-response-stream). A request body the host streams (bodyStreamed) is read
+// with GET /admin/get-request-body before the handler runs, so Request.Body holds it either
+// way.
+//
 // The package uses the standard library only.
 package fezz
 
@@ -36,6 +42,7 @@ import (
 
 // Request is one incoming HTTP request, as the function sees it.
 type Request struct {
+	ID         int64             // the request id the host handed the plugin
 	Method     string            // "GET", "POST", ...
 	URL        string            // path + "?" + query: "/echo/a?x=1&y=2"
 	Path       string            // "/echo/a" (for /rpc/<id>/<rest> addressing: "/<rest>")
@@ -43,6 +50,10 @@ type Request struct {
 	Header     map[string]string // lower-case names; repeated headers joined with ", "
 	Body       []byte            // raw body bytes
 	DeadlineMs int64             // epoch ms after which the host answers 504 itself
+	// BodyStreamed: the host streams this request's body, so it was not in the fetch answer
+	// (get-request-info's "bodyStreamed"). FetchRequest, Handle, Serve and HandleNative then
+	// read it into Body (ReadRequestBody) before the handler runs; FetchRequests does not.
+	BodyStreamed bool
 }
 
 // Get returns the value of header name (case-insensitive), or "" when absent.
@@ -62,6 +73,9 @@ type Response struct {
 	Status int
 	Header map[string]string
 	Body   []byte
+	// Stream, when set, makes the response streamed (see Streamed): Body is ignored, and
+	// Stream writes the body through w, each Write sent to the client at once.
+	Stream func(w *StreamWriter) error
 }
 
 // Set sets header name (stored lower-case) to value and returns r, for chaining.
@@ -117,14 +131,41 @@ func StatusOf(err error) int {
 }
 
 // The admin listener is on loopback: never proxied, connections kept alive across calls.
-var client = &http.Client{
-	Timeout: 30 * time.Second,
-	Transport: &http.Transport{
-		Proxy:               nil,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     30 * time.Second,
-	},
+var transport = &http.Transport{
+	Proxy:               nil,
+	MaxIdleConns:        256,
+	MaxIdleConnsPerHost: 256,
+	IdleConnTimeout:     30 * time.Second,
+}
+
+var client = &http.Client{Timeout: 30 * time.Second, Transport: transport}
+
+// streamClient makes the calls that last as long as a body: a streamed push, a streamed
+// request body. No overall timeout: the host bounds them (limits.streamIdleMs, streamMaxMs,
+// the request's deadline).
+var streamClient = &http.Client{Transport: transport}
+
+// adminURL is $FEZZ_HOST/admin/<endpoint>?request_id=<id>, and the bearer token.
+func adminURL(endpoint string, id int64) (url, token string, err error) {
+	host := strings.TrimRight(os.Getenv("FEZZ_HOST"), "/")
+	if host == "" {
+		return "", "", errors.New("fezz: FEZZ_HOST is not set")
+	}
+	token, ok := os.LookupEnv("FEZZ_TOKEN")
+	if !ok {
+		return "", "", errors.New("fezz: FEZZ_TOKEN is not set")
+	}
+	return host + "/admin/" + endpoint + "?request_id=" + strconv.FormatInt(id, 10), token, nil
+}
+
+// hostError builds the *HostError of a non-2xx answer from its JSON error body.
+func hostError(endpoint string, status int, data []byte) *HostError {
+	he := &HostError{StatusCode: status, Endpoint: endpoint}
+	var e struct{ Code, Message string }
+	if json.Unmarshal(data, &e) == nil {
+		he.Code, he.Message = e.Code, e.Message
+	}
+	return he
 }
 
 func call(method, endpoint string, id int64, body []byte) ([]byte, error) {
@@ -166,12 +207,49 @@ func callPath(method, endpoint, query string, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("fezz: %s: reading the answer: %w", endpoint, err)
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		he := &HostError{StatusCode: res.StatusCode, Endpoint: endpoint}
-		var e struct{ Code, Message string }
-		if json.Unmarshal(data, &e) == nil {
-			he.Code, he.Message = e.Code, e.Message
-		}
-		return nil, he
+		return nil, hostError(endpoint, res.StatusCode, data)
+	}
+	return data, nil
+}
+
+// OpenRequestBody opens the body of request id for reading (GET /admin/get-request-body):
+// the bytes as the client sends them when the host streams the body, or at once when it is
+// buffered. A streamed body can be read once (a second call is a 409 HostError). A body that
+// is cut short (the client stalled, sent too much, or left) ends with a read error, never
+// with io.EOF. Close it when done.
+func OpenRequestBody(id int64) (io.ReadCloser, error) {
+	const endpoint = "get-request-body"
+	url, token, err := adminURL(endpoint, id)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fezz: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := streamClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fezz: %s: %w", endpoint, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+		res.Body.Close()
+		return nil, hostError(endpoint, res.StatusCode, data)
+	}
+	return res.Body, nil
+}
+
+// ReadRequestBody reads the whole body of request id (GET /admin/get-request-body).
+func ReadRequestBody(id int64) ([]byte, error) {
+	body, err := OpenRequestBody(id)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, fmt.Errorf("fezz: get-request-body: the body was cut short: %w", err)
 	}
 	return data, nil
 }
@@ -185,6 +263,7 @@ type wireRequest struct {
 	Body         string            `json:"body"`
 	BodyEncoding string            `json:"bodyEncoding"`
 	DeadlineMs   json.Number       `json:"deadlineMs"`
+	BodyStreamed bool              `json:"bodyStreamed"`
 }
 
 type wireResponse struct {
@@ -194,8 +273,21 @@ type wireResponse struct {
 	BodyEncoding string            `json:"bodyEncoding"`
 }
 
-// FetchRequest gets request id from the host (GET /admin/get-request-info).
+// FetchRequest gets request id from the host (GET /admin/get-request-info). When the host
+// streams its body (BodyStreamed), it reads the body too (ReadRequestBody).
 func FetchRequest(id int64) (*Request, error) {
+	r, err := fetchRequestInfo(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadBody(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// fetchRequestInfo is FetchRequest without reading a streamed body.
+func fetchRequestInfo(id int64) (*Request, error) {
 	data, err := call(http.MethodGet, "get-request-info", id, nil)
 	if err != nil {
 		return nil, err
@@ -204,20 +296,41 @@ func FetchRequest(id int64) (*Request, error) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("fezz: get-request-info: bad JSON from the host: %w", err)
 	}
-	return w.toRequest("get-request-info")
+	r, err := w.toRequest("get-request-info")
+	if err != nil {
+		return nil, err
+	}
+	r.ID = id
+	return r, nil
+}
+
+// loadBody reads a streamed body into r.Body (a no-op when the body came with the request).
+func loadBody(r *Request) error {
+	if !r.BodyStreamed || r.Body != nil {
+		return nil
+	}
+	body, err := ReadRequestBody(r.ID)
+	if err != nil {
+		return err
+	}
+	r.Body = body
+	return nil
 }
 
 func (w *wireRequest) toRequest(endpoint string) (*Request, error) {
 	var err error
-	r := &Request{Method: w.Method, URL: w.URL, Path: w.Path, Query: w.Query, Header: make(map[string]string, len(w.Headers))}
+	r := &Request{Method: w.Method, URL: w.URL, Path: w.Path, Query: w.Query, Header: make(map[string]string, len(w.Headers)), BodyStreamed: w.BodyStreamed}
 	for k, v := range w.Headers {
 		r.Header[strings.ToLower(k)] = v
 	}
-	if w.BodyEncoding == "base64" {
+	switch {
+	case w.BodyStreamed:
+		// r.Body stays nil until loadBody reads it.
+	case w.BodyEncoding == "base64":
 		if r.Body, err = base64.StdEncoding.DecodeString(w.Body); err != nil {
 			return nil, fmt.Errorf("fezz: %s: bad base64 body: %w", endpoint, err)
 		}
-	} else {
+	default:
 		r.Body = []byte(w.Body)
 	}
 	if w.DeadlineMs != "" {

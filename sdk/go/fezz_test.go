@@ -1,8 +1,10 @@
 package fezz
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // stub is a minimal admin listener holding one request per id.
@@ -20,10 +23,24 @@ type stub struct {
 	errors    map[string]string
 	batch     bool           // serve the batch endpoints (else 404, like an older host)
 	calls     map[string]int // endpoint path -> calls
+
+	bodies  map[string][]byte // streamed request bodies (get-request-body), by id
+	streams map[string]*streamed
+	// cancelAfter: answer a stream 499 (as the host does when the client left) once this
+	// many body bytes arrived, without reading the rest. 0: never.
+	cancelAfter int
+}
+
+// streamed is what the stub saw of one push-response-stream call.
+type streamed struct {
+	prelude map[string]any
+	chunks  [][]byte    // body reads, in order
+	at      []time.Time // when each arrived
+	trailer string      // Fezz-Stream-Error
 }
 
 func newStub(t *testing.T) (*stub, *httptest.Server) {
-	s := &stub{requests: map[string]map[string]any{}, responses: map[string]map[string]any{}, errors: map[string]string{}, calls: map[string]int{}}
+	s := &stub{requests: map[string]map[string]any{}, responses: map[string]map[string]any{}, errors: map[string]string{}, calls: map[string]int{}, bodies: map[string][]byte{}, streams: map[string]*streamed{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	t.Setenv("FEZZ_HOST", srv.URL)
@@ -42,9 +59,22 @@ func (s *stub) serve(w http.ResponseWriter, r *http.Request) {
 		fail(w, 401, "UNAUTHORIZED")
 		return
 	}
+	if r.URL.Path == "/admin/push-response-stream" {
+		s.serveStream(w, r)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[r.URL.Path]++
+	if r.URL.Path == "/admin/get-request-body" {
+		body, ok := s.bodies[r.URL.Query().Get("request_id")]
+		if !ok {
+			fail(w, 404, "UNKNOWN")
+			return
+		}
+		w.Write(body)
+		return
+	}
 	if strings.HasSuffix(r.URL.Path, "/batch") {
 		if !s.batch {
 			fail(w, 404, "FEZZ_ERR_ADMIN_NOT_FOUND")
@@ -127,6 +157,72 @@ func (s *stub) serveBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"results": out})
 	}
+}
+
+// serveStream reads a push-response-stream call as the host does: the prelude line, then
+// the body read by read, with the time of each.
+func (s *stub) serveStream(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("request_id")
+	s.mu.Lock()
+	s.calls[r.URL.Path]++
+	_, known := s.requests[id]
+	_, done := s.responses[id]
+	s.mu.Unlock()
+	if !known {
+		fail(w, 404, "UNKNOWN")
+		return
+	}
+	if done {
+		fail(w, 409, "ANSWERED")
+		return
+	}
+	br := bufio.NewReader(r.Body)
+	line, err := br.ReadBytes('\n')
+	st := &streamed{}
+	if err != nil || json.Unmarshal(line, &st.prelude) != nil {
+		fail(w, 400, "BAD_PRELUDE")
+		return
+	}
+	s.mu.Lock()
+	s.streams[id] = st
+	s.responses[id] = st.prelude
+	s.mu.Unlock()
+	got := 0
+	for {
+		buf := make([]byte, 64<<10)
+		n, err := br.Read(buf)
+		if n > 0 {
+			s.mu.Lock()
+			st.chunks = append(st.chunks, buf[:n])
+			st.at = append(st.at, time.Now())
+			s.mu.Unlock()
+			got += n
+			if s.cancelAfter > 0 && got >= s.cancelAfter {
+				// Without it, net/http reads the rest of the body before answering.
+				w.Header().Set("Connection", "close")
+				fail(w, 499, "FEZZ_ERR_ABI_STREAM_CANCELLED")
+				return
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return
+		}
+	}
+	s.mu.Lock()
+	st.trailer = r.Trailer.Get(StreamErrorTrailer)
+	s.mu.Unlock()
+	w.Write([]byte(`{"ok":true}`))
+}
+
+func (st *streamed) body() string {
+	var b strings.Builder
+	for _, c := range st.chunks {
+		b.Write(c)
+	}
+	return b.String()
 }
 
 func echo(req *Request) (*Response, error) {
@@ -253,5 +349,132 @@ func TestFetchAndPushBatch(t *testing.T) {
 	s.batch = false
 	if _, _, err := FetchRequests([]int64{1}); !noBatchEndpoints(err) {
 		t.Fatalf("older host: want a 404 HostError, got %v", err)
+	}
+}
+
+// ticker streams "tick <n>\n" three times, 100 ms apart; /fail fails after the first tick,
+// /early before writing anything; /forever ticks until a Write fails.
+func ticker(req *Request) (*Response, error) {
+	return Streamed(202, map[string]string{"Content-Type": "text/plain"}, func(w *StreamWriter) error {
+		if req.Path == "/early" {
+			return errors.New("no data today")
+		}
+		for n := 1; ; n++ {
+			if _, err := fmt.Fprintf(w, "tick %d\n", n); err != nil {
+				return err
+			}
+			if req.Path == "/fail" {
+				return errors.New("disk on fire")
+			}
+			if n == 3 && req.Path != "/forever" {
+				return nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}), nil
+}
+
+func streamRequest(s *stub, id, path string) {
+	s.requests[id] = map[string]any{"method": "GET", "url": path, "path": path, "query": "", "headers": map[string]string{}, "body": "", "bodyEncoding": "utf8", "deadlineMs": int64(9999999999999)}
+}
+
+func TestStreamedResponse(t *testing.T) {
+	s, _ := newStub(t)
+	streamRequest(s, "5", "/")
+	if err := Handle(5, ticker); err != nil {
+		t.Fatal(err)
+	}
+	st := s.streams["5"]
+	if st == nil || st.prelude["status"].(float64) != 202 || st.prelude["headers"].(map[string]any)["content-type"] != "text/plain" {
+		t.Fatalf("prelude: %+v", st)
+	}
+	if st.body() != "tick 1\ntick 2\ntick 3\n" || st.trailer != "" {
+		t.Fatalf("body %q, trailer %q", st.body(), st.trailer)
+	}
+	// Each Write reached the host on its own, as it was written.
+	if len(st.chunks) != 3 || st.at[2].Sub(st.at[0]) < 150*time.Millisecond {
+		t.Fatalf("want 3 chunks 100 ms apart, got %d over %v", len(st.chunks), st.at[len(st.at)-1].Sub(st.at[0]))
+	}
+	if s.calls["/admin/push-response-info"] != 0 {
+		t.Fatal("a streamed response must not also be pushed whole")
+	}
+	// Through the batched pipeline (Serve) too.
+	s.batch = true
+	streamRequest(s, "6", "/")
+	if err := ServeReader(strings.NewReader("6\n"), ticker); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.streams["6"]; st == nil || st.body() != "tick 1\ntick 2\ntick 3\n" {
+		t.Fatalf("served stream: %+v", st)
+	}
+}
+
+func TestStreamFailures(t *testing.T) {
+	s, _ := newStub(t)
+	// A failure after the first write aborts the stream with the trailer.
+	streamRequest(s, "1", "/fail")
+	if err := Handle(1, ticker); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("want the handler's error, got %v", err)
+	}
+	if st := s.streams["1"]; st == nil || st.body() != "tick 1\n" || st.trailer != "disk on fire" {
+		t.Fatalf("abort: %+v", st)
+	}
+	// A failure before any write is a plain push-error-info (the client gets 500).
+	streamRequest(s, "2", "/early")
+	if err := Handle(2, ticker); err == nil {
+		t.Fatal("want an error")
+	}
+	if s.errors["2"] != "no data today" || s.streams["2"] != nil {
+		t.Fatalf("early failure: errors %v, stream %+v", s.errors, s.streams["2"])
+	}
+	// The host answers before the end (the client left): the next Write fails with it.
+	s.cancelAfter = 1
+	streamRequest(s, "3", "/forever")
+	done := make(chan error, 1)
+	go func() { done <- Handle(3, ticker) }()
+	select {
+	case err := <-done:
+		if StatusOf(err) != 499 {
+			t.Fatalf("want the host's 499, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not stop after the host's answer")
+	}
+	// Unknown id.
+	s.cancelAfter = 0
+	w, err := StreamResponse(77, 200, nil)
+	if err == nil {
+		_, err = w.Write([]byte("x"))
+		if err == nil {
+			err = w.Close()
+		}
+	}
+	if StatusOf(err) != 404 {
+		t.Fatalf("unknown id: want 404, got %v", err)
+	}
+}
+
+func TestStreamedRequestBody(t *testing.T) {
+	s, _ := newStub(t)
+	body := []byte{0, 1, 2, 0xff}
+	s.requests["8"] = map[string]any{"method": "POST", "url": "/", "path": "/", "query": "", "headers": map[string]string{}, "body": "", "bodyEncoding": "utf8", "bodyStreamed": true, "deadlineMs": int64(9999999999999)}
+	s.bodies["8"] = body
+	if err := Handle(8, echo); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.responses["8"]; got["body"] != base64.StdEncoding.EncodeToString(body) {
+		t.Fatalf("the handler did not see the streamed body: %v", got)
+	}
+	req, err := FetchRequest(8)
+	if err != nil || !req.BodyStreamed || string(req.Body) != string(body) || req.ID != 8 {
+		t.Fatalf("FetchRequest: %v %+v", err, req)
+	}
+	s.requests["9"], s.bodies["9"] = s.requests["8"], body
+	s.batch = true
+	if err := ServeReader(strings.NewReader("9\n"), echo); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.responses["9"]; got["body"] != base64.StdEncoding.EncodeToString(body) {
+		t.Fatalf("Serve: the handler did not see the streamed body: %v", got)
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // Handler serves one request. Returning an error (or panicking) fails the request: the SDK
-// pushes the error's message to push-error-info and the client gets 500.
+// pushes the error's message to push-error-info and the client gets 500. A Response built
+// with Streamed is sent as a stream (POST /admin/push-response-stream).
 type Handler func(req *Request) (*Response, error)
 
 // Handle fetches request id, runs h and pushes its response, or pushes an error when h
@@ -19,7 +20,7 @@ type Handler func(req *Request) (*Response, error)
 func Handle(id int64, h Handler) error { return handle(id, h, nil) }
 
 func handle(id int64, h Handler, onFetched func(deadlineMs int64)) error {
-	req, err := FetchRequest(id)
+	req, err := fetchRequestInfo(id)
 	if onFetched != nil {
 		var dl int64
 		if req != nil {
@@ -30,14 +31,25 @@ func handle(id int64, h Handler, onFetched func(deadlineMs int64)) error {
 	if err != nil {
 		return err
 	}
-	resp, err := run(h, req)
+	resp, err := runWithBody(h, req)
 	if err != nil {
 		if perr := PushError(id, err.Error()); perr != nil {
 			return fmt.Errorf("%v (and push-error-info failed: %w)", err, perr)
 		}
 		return err
 	}
+	if resp.Stream != nil {
+		return pushStreamed(id, resp)
+	}
 	return PushResponse(id, resp)
+}
+
+// runWithBody reads a streamed request body into req.Body, then runs h.
+func runWithBody(h Handler, req *Request) (*Response, error) {
+	if err := loadBody(req); err != nil {
+		return nil, fmt.Errorf("reading the request body: %w", err)
+	}
+	return run(h, req)
 }
 
 // run calls h, turning a panic or a nil response into an error.

@@ -3,12 +3,16 @@
  */
 import { fezzError } from '../errors.js';
 import type { WireRequest, WireResponse } from '../wire/types.js';
-import { responseInfoSchema, type RequestInfo, type ResponseInfo } from './schema.js';
+import { responseInfoSchema, streamPreludeSchema, type RequestInfo, type ResponseInfo } from './schema.js';
 import { describeIssues } from '../manifest/schema.js';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Build the `get-request-info` body for `wire`, due at `deadlineMs` (epoch ms). */
+/**
+ * Build the `get-request-info` body for `wire`, due at `deadlineMs` (epoch ms). A streamed
+ * body (`wire.bodyStream`) is not in it: `body` is `""` and `bodyStreamed` is true (the
+ * plugin reads it with get-request-body).
+ */
 export function toRequestInfo(wire: WireRequest, deadlineMs: number): RequestInfo {
   // wire.url is absolute (http://host/path?q); the ABI gives path and query as the function sees them.
   const u = wire.url;
@@ -32,13 +36,15 @@ export function toRequestInfo(wire: WireRequest, deadlineMs: number): RequestInf
       bodyEncoding = 'base64';
     }
   }
-  return {
+  const info: RequestInfo = {
     method: wire.method,
     url: target,
     path: q === -1 ? target : target.slice(0, q),
     query: q === -1 ? '' : target.slice(q + 1),
     headers, body, bodyEncoding, deadlineMs,
   };
+  if (wire.bodyStream !== undefined) info.bodyStreamed = true;
+  return info;
 }
 
 /**
@@ -66,6 +72,19 @@ export function fromResponseInfoValue(raw: unknown, endpoint: string): WireRespo
   const parsed = responseInfoSchema.safeParse(raw);
   if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]);
   return toWireResponse(parsed.data, endpoint);
+}
+
+/**
+ * Parse and validate a push-response-stream prelude (the JSON text of its first line,
+ * without the `\n`) into the status and flat headers of the streamed response.
+ * @throws FezzError FEZZ_ERR_ABI_BAD_BODY naming what is wrong (bad JSON, a field).
+ */
+export function fromStreamPrelude(text: string): { status: number; headers: string[] } {
+  const endpoint = 'push-response-stream prelude';
+  const parsed = streamPreludeSchema.safeParse(parseAbiJson(text, endpoint));
+  if (!parsed.success) throw fezzError('FEZZ_ERR_ABI_BAD_BODY', [endpoint, describeIssues(parsed.error)]);
+  const { status, headers } = toWireResponse({ ...parsed.data, body: '', bodyEncoding: 'utf8' }, endpoint);
+  return { status, headers };
 }
 
 /** A validated ResponseInfo as a wire response. @throws FezzError FEZZ_ERR_ABI_BAD_BODY (bad base64) */

@@ -15,6 +15,17 @@ export interface PendingEntry {
   readonly deadlineMs: number;
   /** Set once a plugin fetched the request (for stats and debugging). */
   fetched: boolean;
+  /**
+   * Set once `GET /admin/get-request-body` started reading `wire.bodyStream`: a streamed body
+   * is read once (a second read is 409 FEZZ_ERR_ABI_BODY_CONSUMED).
+   */
+  bodyTaken: boolean;
+  /**
+   * Called once when the entry leaves the map (answered, failed or expired; `expired` tells
+   * which), for calls still working on it (a push-response-stream waiting for its prelude).
+   * Null when nobody listens. Set through {@link PendingStore.onGone}.
+   */
+  gone: Array<(expired: boolean) => void> | null;
   readonly resolve: (res: WireResponse) => void;
   readonly timer: NodeJS.Timeout;
 }
@@ -50,9 +61,10 @@ export class PendingStore {
         if (this.#pending.get(id) === entry) {
           this.#pending.delete(id);
           resolve(onExpire());
+          notifyGone(entry, true);
         }
       }, timeoutMs);
-      const entry: PendingEntry = { id, fnKey, wire, deadlineMs: Date.now() + timeoutMs, fetched: false, resolve, timer };
+      const entry: PendingEntry = { id, fnKey, wire, deadlineMs: Date.now() + timeoutMs, fetched: false, bodyTaken: false, gone: null, resolve, timer };
       this.#pending.set(id, entry);
     });
   }
@@ -82,7 +94,20 @@ export class PendingStore {
       if (this.#answered.size > ANSWERED_MAX) this.#forgetAnswered(Date.now());
     }
     entry.resolve(res);
+    notifyGone(entry, false);
     return true;
+  }
+
+  /**
+   * Call `listener` once when `entry` leaves the map (answered by anyone, or expired: then
+   * `expired` is true). Returns the function that removes the listener.
+   */
+  onGone(entry: PendingEntry, listener: (expired: boolean) => void): () => void {
+    (entry.gone ??= []).push(listener);
+    return () => {
+      const i = entry.gone?.indexOf(listener) ?? -1;
+      if (i !== -1) entry.gone!.splice(i, 1);
+    };
   }
 
   #forgetAnswered(now: number): void {
@@ -94,4 +119,11 @@ export class PendingStore {
 
   /** Stop the background sweep (host shutdown). Pending entries still expire on their own. */
   close(): void { clearInterval(this.#sweep); }
+}
+
+function notifyGone(entry: PendingEntry, expired: boolean): void {
+  const listeners = entry.gone;
+  if (listeners === null) return;
+  entry.gone = null;
+  for (const l of listeners) l(expired);
 }

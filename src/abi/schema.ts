@@ -19,11 +19,17 @@ export const requestInfoSchema = z.strictObject({
   query: z.string(),
   /** Lower-case names; repeated headers joined with `", "`. */
   headers: headerMap,
-  /** The body: UTF-8 text, or base64 when `bodyEncoding` is `"base64"`. `""` when none. */
+  /** The body: UTF-8 text, or base64 when `bodyEncoding` is `"base64"`. `""` when none, or when it is streamed. */
   body: z.string(),
   bodyEncoding: z.enum(['utf8', 'base64']),
   /** Epoch milliseconds after which the host answers 504 and forgets the request. */
   deadlineMs: z.number().int(),
+  /**
+   * Present and `true` when the body arrives over time (a large or chunked upload): `body` is
+   * then `""`, and the bytes are read once with `GET /admin/get-request-body?request_id=N`.
+   * Absent when the body, if any, is whole in `body`.
+   */
+  bodyStreamed: z.boolean().optional(),
 }).meta({ title: 'RequestInfo' });
 
 /** `POST /admin/push-response-info?request_id=N` takes this. */
@@ -36,6 +42,22 @@ export const responseInfoSchema = z.strictObject({
   body: z.string().default(''),
   bodyEncoding: z.enum(['utf8', 'base64']).default('utf8'),
 }).meta({ title: 'ResponseInfo' });
+
+/** Largest push-response-stream prelude, in bytes, its terminating `\n` included. */
+export const MAX_PRELUDE_BYTES = 64 * 1024;
+
+/**
+ * The prelude of `POST /admin/push-response-stream?request_id=N`: the first line of the
+ * plugin's request body, compact JSON (no raw newline) ending in `\n`, at most
+ * {@link MAX_PRELUDE_BYTES} bytes with the `\n`. Every byte after the `\n` is the response
+ * body. Same status and header rules as ResponseInfo.
+ */
+export const streamPreludeSchema = z.strictObject({
+  /** HTTP status, 200–599. @default 200 */
+  status: responseInfoSchema.shape.status,
+  /** Response headers; an array value sends the header once per element (e.g. set-cookie). */
+  headers: responseInfoSchema.shape.headers,
+}).meta({ title: 'StreamPrelude' });
 
 /** `POST /admin/push-error-info?request_id=N` takes this; the client gets 500. */
 export const errorInfoSchema = z.strictObject({
@@ -102,6 +124,7 @@ export const batchPushAnswerSchema = z.strictObject({
 
 export type RequestInfo = z.output<typeof requestInfoSchema>;
 export type ResponseInfo = z.output<typeof responseInfoSchema>;
+export type StreamPrelude = z.output<typeof streamPreludeSchema>;
 
 /** The JSON Schema document published as `docs/abi.schema.json`. */
 export function abiJsonSchema(): Record<string, unknown> {
@@ -113,6 +136,7 @@ export function abiJsonSchema(): Record<string, unknown> {
     $defs: {
       RequestInfo: strip(z.toJSONSchema(requestInfoSchema, opts)),
       ResponseInfo: strip(z.toJSONSchema(responseInfoSchema, opts)),
+      StreamPrelude: strip(z.toJSONSchema(streamPreludeSchema, opts)),
       ErrorInfo: strip(z.toJSONSchema(errorInfoSchema, opts)),
       BatchFetch: strip(z.toJSONSchema(batchFetchSchema, opts)),
       BatchFetchAnswer: strip(z.toJSONSchema(batchFetchAnswerSchema, opts)),

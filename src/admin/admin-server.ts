@@ -13,6 +13,12 @@
  * unix socket of mode 0600 as well. Then the admin token is accepted only on that socket
  * (on TCP it is 403 FEZZ_ERR_ADMIN_SOCKET_ONLY), so reaching the admin API takes the host
  * user's file permissions as well as the token; plugins' ABI tokens keep working on TCP.
+ *
+ * Request bodies: a route gets its whole body in `AdminRequest.body` (at most
+ * `maxBodyBytes`, received within `requestTimeoutMs`), unless it is `raw`: then it reads
+ * `AdminRequest.req` itself, unbuffered and without those limits (push-response-stream, a
+ * response body of any length, is bounded by the stream limits of the function instead).
+ * Node's own `requestTimeout` is off for that reason; `headersTimeout` still applies.
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -38,8 +44,13 @@ export interface AdminRequest {
   search: URLSearchParams;
   /** `:name` segments of the route path. */
   params: Record<string, string>;
-  /** The whole request body (empty for GET). */
+  /** The whole request body (empty for GET, and for `raw` routes). */
   body: Buffer;
+  /**
+   * The raw request. A `raw` route reads its body from it (paused: nothing was read yet);
+   * for other routes the body was read already.
+   */
+  req: http.IncomingMessage;
   /** The raw response, for handlers that stream (they return `null`). */
   res: http.ServerResponse;
 }
@@ -56,6 +67,13 @@ export interface AdminRoute {
    * `AdminRequest.scope`. Without it, only the admin token may (a plugin token gets 403).
    */
   abi?: boolean;
+  /**
+   * The handler reads the request body itself from `AdminRequest.req`, unbuffered: no
+   * `maxBodyBytes`, no `requestTimeoutMs` (it must bound the upload itself). When it answers
+   * (or throws) before the body's end, the listener discards the rest for at most
+   * LINGER_MS, then closes the connection, so the caller can read the answer first.
+   */
+  raw?: boolean;
   handle(req: AdminRequest): WireResponse | null | Promise<WireResponse | null>;
 }
 
@@ -81,6 +99,12 @@ export interface AdminServerOptions {
   /** Most open admin connections (past it a new one is closed at accept). @default unlimited */
   maxConnections?: number;
   /**
+   * Most time to receive a request body of a route that is not `raw`, in ms, from the start
+   * of the request: past it the answer is 408 FEZZ_ERR_REQUEST_TIMEOUT and the connection is
+   * closed (what Node's `requestTimeout` did for every route). @default 300000
+   */
+  requestTimeoutMs?: number;
+  /**
    * An absolute path: serve the routes on a unix socket there too (mode 0600, see
    * {@link AdminServer.listen}), and accept the admin token only there. @default none
    */
@@ -89,6 +113,15 @@ export interface AdminServerOptions {
 
 /** How long the check of an existing socket file waits for a connection, in ms. */
 const SOCKET_PROBE_MS = 1000;
+/** Default of AdminServerOptions.requestTimeoutMs (Node's default requestTimeout), in ms. */
+const REQUEST_TIMEOUT_MS = 300_000;
+/**
+ * How long a `raw` route's unread upload is still read and discarded after the answer, in
+ * ms, before the connection is closed: the caller gets to read the answer (closing a socket
+ * with unread input sends a reset, which may destroy the answer in the caller's buffers).
+ */
+const LINGER_MS = 2000;
+const EMPTY = Buffer.alloc(0);
 
 export class AdminServer {
   readonly #o: AdminServerOptions;
@@ -110,7 +143,9 @@ export class AdminServer {
   constructor(options: AdminServerOptions) {
     this.#o = options;
     this.#tokenDigest = authDigest(`Bearer ${options.token}`);
-    this.#server = http.createServer({ keepAliveTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => { void this.#handle(req, res); });
+    // requestTimeout 0: a raw route's upload (a streamed response) may last as long as the
+    // function's streamMaxMs; other routes get requestTimeoutMs from #readBody.
+    this.#server = http.createServer({ keepAliveTimeout: 30_000, headersTimeout: 20_000, requestTimeout: 0 }, (req, res) => { void this.#handle(req, res); });
     if (options.maxConnections !== undefined) this.#server.maxConnections = options.maxConnections;
     this.#server.on('error', (err) => { if (this.#server.listening) options.logger.error({ err }, 'admin listener error'); });
     if (options.socketPath != null) {
@@ -297,27 +332,72 @@ export class AdminServer {
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let out: WireResponse;
+    const raw = { route: false };
     try {
-      const r = await this.#route(req, res);
+      const r = await this.#route(req, res, raw);
       if (r === null) return; // streamed by the handler
       out = r;
     } catch (err) {
       if (err instanceof FezzError) {
         out = errorResponseWithMessage(err.statusCode, err.code, err.message);
         if (err.statusCode === 401) out.headers.push('www-authenticate', 'Bearer');
-        if (err.statusCode === 413) out.headers.push('connection', 'close');
+        if ((err.statusCode === 413 || err.statusCode === 408) && !raw.route) out.headers.push('connection', 'close');
       } else {
         this.#o.logger.error({ err }, 'admin request failed');
         out = errorResponseWithMessage(500, 'FEZZ_ERR_ADMIN_INTERNAL', 'see the host log');
       }
     }
+    if (res.headersSent || res.destroyed) return;
     const body = out.body ?? '';
     out.headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
     res.writeHead(out.status, out.headers);
     res.end(body);
+    if (!req.complete) {
+      if (raw.route) this.#linger(req);
+      else this.#bound(req);
+    }
   }
 
-  async #route(req: http.IncomingMessage, res: http.ServerResponse): Promise<WireResponse | null> {
+  /**
+   * A request of a buffered route answered before its body ended (an error, or a GET with a
+   * body, which Node discards): the body must still end within requestTimeoutMs, else the
+   * connection is closed (what Node's requestTimeout did).
+   */
+  #bound(req: http.IncomingMessage): void {
+    const timeoutMs = this.#o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      if (req.complete || req.socket.destroyed) return;
+      this.#o.logger.warn({ url: req.url, requestTimeoutMs: timeoutMs }, 'admin request body not received in time: connection closed');
+      req.socket.destroy();
+    }, timeoutMs);
+    timer.unref();
+    const stop = (): void => clearTimeout(timer);
+    req.once('end', stop);
+    req.once('close', stop);
+  }
+
+  /**
+   * A raw route answered before the end of its upload: read and discard the rest for at most
+   * LINGER_MS (the caller reads the answer meanwhile), then close the connection.
+   */
+  #linger(req: http.IncomingMessage): void {
+    req.removeAllListeners('readable');
+    req.on('data', ignore);
+    req.on('error', ignore);
+    req.resume();
+    const timer = setTimeout(() => {
+      if (req.complete || req.socket.destroyed) return;
+      this.#o.logger.warn({ url: req.url, lingerMs: LINGER_MS }, 'admin listener: an upload went on after its answer: connection closed');
+      req.socket.destroy();
+    }, LINGER_MS);
+    timer.unref();
+    const stop = (): void => clearTimeout(timer);
+    req.once('end', stop);
+    req.once('close', stop);
+  }
+
+  /** Find and run the route; `raw.route` is set when it is a raw one. */
+  async #route(req: http.IncomingMessage, res: http.ServerResponse, raw: { route: boolean }): Promise<WireResponse | null> {
     const scope = this.#scope(req);
     if (scope === undefined) {
       req.resume();
@@ -340,8 +420,12 @@ export class AdminServer {
       if (c.route.method !== method) continue;
       const params: Record<string, string> = {};
       c.names.forEach((n, i) => { params[n] = decodeSegment(req, m[i + 1]!); });
-      const body = method === 'GET' || method === 'HEAD' ? Buffer.alloc(0) : await this.#readBody(req);
-      return c.route.handle({ method, path: url.pathname, scope, search: url.searchParams, params, body, res });
+      if (c.route.raw === true) {
+        raw.route = true;
+        return c.route.handle({ method, path: url.pathname, scope, search: url.searchParams, params, body: EMPTY, req, res });
+      }
+      const body = method === 'GET' || method === 'HEAD' ? EMPTY : await this.#readBody(req);
+      return c.route.handle({ method, path: url.pathname, scope, search: url.searchParams, params, body, req, res });
     }
     req.resume();
     // A plugin token learns nothing about the rest of the listener: every other method and path is 403.
@@ -350,24 +434,37 @@ export class AdminServer {
     throw fezzError('FEZZ_ERR_ADMIN_NOT_FOUND', [method, url.pathname]);
   }
 
+  /**
+   * The whole body, within maxBodyBytes (413) and requestTimeoutMs from the request's start
+   * (408, logged). Both answers close the connection.
+   */
   #readBody(req: http.IncomingMessage): Promise<Buffer> {
     const limit = this.#o.maxBodyBytes;
+    const timeoutMs = this.#o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
+      const timer = setTimeout(() => {
+        this.#o.logger.warn({ url: req.url, bytes: size, requestTimeoutMs: timeoutMs }, 'admin request body not received in time: 408, connection closed');
+        req.pause();
+        reject(fezzError('FEZZ_ERR_REQUEST_TIMEOUT'));
+      }, timeoutMs);
+      timer.unref();
       req.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > limit) { req.pause(); reject(fezzError('FEZZ_ERR_ABI_BODY_TOO_LARGE', [limit])); return; }
+        if (size > limit) { clearTimeout(timer); req.pause(); reject(fezzError('FEZZ_ERR_ABI_BODY_TOO_LARGE', [limit])); return; }
         chunks.push(c);
       });
-      req.on('end', () => resolve(Buffer.concat(chunks, size)));
+      req.on('end', () => { clearTimeout(timer); resolve(Buffer.concat(chunks, size)); });
       // The client went away mid-body: its fault, not an internal error (and nobody reads the answer).
-      const cut = (): void => reject(fezzError('FEZZ_ERR_BAD_REQUEST', ['the request body was cut off']));
+      const cut = (): void => { clearTimeout(timer); reject(fezzError('FEZZ_ERR_BAD_REQUEST', ['the request body was cut off'])); };
       req.on('error', cut);
       req.on('close', () => { if (!req.complete) cut(); });
     });
   }
 }
+
+function ignore(): void { /* discarded upload bytes, or a late error of a discarded upload */ }
 
 /**
  * Whether a server answers on the unix socket `file`: `'live'` when a connection opens (or

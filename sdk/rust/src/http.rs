@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for the admin listener: plain `http://` over `TcpStream`, one
-//! kept-alive connection per thread, Content-Length and chunked answers.
+//! kept-alive connection per thread, Content-Length and chunked answers; and a chunked
+//! upload on a connection of its own for streamed pushes ([`StreamConn`]).
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Write};
@@ -68,11 +69,107 @@ enum Failure {
     Other(Error),
 }
 
-/// Sends `method` `$FEZZ_HOST/admin/<endpoint>?request_id=<id>` with an optional JSON body.
-pub(crate) fn call(method: &str, endpoint: &str, id: i64, body: Option<&[u8]>) -> Result<Answer, Error> {
+/// (`host:port`, base path, token) from `FEZZ_HOST` and `FEZZ_TOKEN`.
+fn target() -> Result<(String, String, String), Error> {
     let host = std::env::var("FEZZ_HOST").map_err(|_| Error::Config("FEZZ_HOST is not set".into()))?;
     let token = std::env::var("FEZZ_TOKEN").map_err(|_| Error::Config("FEZZ_TOKEN is not set".into()))?;
     let (authority, base) = split_host(&host)?;
+    Ok((authority, base, token))
+}
+
+/// A chunked upload to the admin listener on a connection of its own (never the kept-alive
+/// one: it lasts as long as the body, and is closed after the answer).
+pub(crate) struct StreamConn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl StreamConn {
+    /// Connects and sends the head of `POST $FEZZ_HOST/admin/<endpoint>?request_id=<id>` with
+    /// `Transfer-Encoding: chunked` and the `trailer` announced.
+    pub(crate) fn open(endpoint: &str, id: i64, trailer: &str) -> Result<StreamConn, Error> {
+        let (authority, base, token) = target()?;
+        let stream = connect(&authority)?;
+        // No write timeout: a write blocks while the client is slower than the plugin, and the
+        // host bounds that (limits.streamIdleMs). The answer is read with IO_TIMEOUT.
+        stream.set_write_timeout(None)?;
+        let reader = BufReader::new(stream.try_clone()?);
+        let mut conn = StreamConn { stream, reader };
+        let head = format!(
+            "POST {base}/admin/{endpoint}?request_id={id} HTTP/1.1\r\nHost: {authority}\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\n\
+             Transfer-Encoding: chunked\r\nTrailer: {trailer}\r\nConnection: close\r\n\r\n"
+        );
+        conn.stream.write_all(head.as_bytes())?;
+        Ok(conn)
+    }
+
+    /// Sends `data` as one chunk (nothing for an empty `data`: that would end the body).
+    pub(crate) fn write_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let size = format!("{:x}\r\n", data.len());
+        if data.len() <= 16 * 1024 {
+            // One write, one packet (the socket has TCP_NODELAY).
+            let mut wire = Vec::with_capacity(size.len() + data.len() + 2);
+            wire.extend_from_slice(size.as_bytes());
+            wire.extend_from_slice(data);
+            wire.extend_from_slice(b"\r\n");
+            return self.stream.write_all(&wire);
+        }
+        self.stream.write_all(size.as_bytes())?;
+        self.stream.write_all(data)?;
+        self.stream.write_all(b"\r\n")
+    }
+
+    /// Whether the host has answered (or closed the connection) already, before the end of
+    /// the body: then the rest of the body is not wanted.
+    pub(crate) fn answered(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let peeked = self.stream.peek(&mut [0u8; 1]);
+        let _ = self.stream.set_nonblocking(false);
+        match peeked {
+            Ok(_) => true, // data, or 0: closed
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+        }
+    }
+
+    /// Ends the body (the last chunk, with `trailer` = `value` when given; write errors are
+    /// ignored, the answer says why) and reads the host's answer.
+    pub(crate) fn finish(&mut self, trailer: Option<(&str, &str)>) -> Result<Answer, Error> {
+        let mut tail = String::from("0\r\n");
+        if let Some((name, value)) = trailer {
+            tail.push_str(&format!("{}: {}\r\n", name, value));
+        }
+        tail.push_str("\r\n");
+        let _ = self.stream.write_all(tail.as_bytes());
+        self.read_answer()
+    }
+
+    /// Reads the host's answer (it may have come before the end of the body).
+    pub(crate) fn read_answer(&mut self) -> Result<Answer, Error> {
+        let mut status_line = String::new();
+        if self.reader.read_line(&mut status_line)? == 0 {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the host closed the connection without an answer",
+            )));
+        }
+        let (answer, _) = read_rest(&mut self.reader, &status_line)?;
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        Ok(answer)
+    }
+}
+
+/// Sends `method` `$FEZZ_HOST/admin/<endpoint>?request_id=<id>` with an optional JSON body.
+pub(crate) fn call(method: &str, endpoint: &str, id: i64, body: Option<&[u8]>) -> Result<Answer, Error> {
+    let (authority, base, token) = target()?;
 
     let mut head = format!(
         "{method} {base}/admin/{endpoint}?request_id={id} HTTP/1.1\r\nHost: {authority}\r\n\

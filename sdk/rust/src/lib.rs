@@ -23,15 +23,25 @@
 //!
 //! Panics in a handler are caught and reported with push-error-info (the client gets 500),
 //! so do not build plugins with `panic = "abort"`.
+//!
+//! Streaming (docs/abi.md "Streamed bodies"): a handler may return a [`StreamedResponse`]
+//! (as a [`Reply`]) whose function writes the body through a [`ResponseStream`]; each write
+//! reaches the client at once (`POST /admin/push-response-stream`). A request body the host
+//! streams (`bodyStreamed`) is read with `GET /admin/get-request-body` by [`fetch_request`],
+//! so `Request::body` holds it either way.
 
 pub mod base64;
 mod http;
 pub mod json;
+mod stream;
+
+pub use stream::{stream_response, Reply, ResponseStream, StreamBody, StreamedResponse, STREAM_ERROR_TRAILER};
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufRead};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -185,30 +195,50 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// The `Error::Host` of a non-2xx answer; the host's errors are
+/// `{"error","code","message","statusCode"}`.
+pub(crate) fn answer_error(endpoint: &str, status: u16, body: &[u8]) -> Error {
+    let parsed = std::str::from_utf8(body).ok().and_then(|t| json::parse(t).ok());
+    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
+    Error::Host { status, endpoint: endpoint.to_string(), code: field("code"), message: field("message") }
+}
+
 fn host_call(method: &str, endpoint: &str, id: i64, body: Option<&[u8]>) -> Result<Vec<u8>, Error> {
     let answer = http::call(method, endpoint, id, body)?;
     if (200..300).contains(&answer.status) {
         return Ok(answer.body);
     }
-    // The host's errors are {"error","code","message","statusCode"}.
-    let parsed = std::str::from_utf8(&answer.body).ok().and_then(|t| json::parse(t).ok());
-    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
-    Err(Error::Host {
-        status: answer.status,
-        endpoint: endpoint.to_string(),
-        code: field("code"),
-        message: field("message"),
-    })
+    Err(answer_error(endpoint, answer.status, &answer.body))
 }
 
-/// Fetches request `id` (GET /admin/get-request-info).
+/// Fetches request `id` (GET /admin/get-request-info). When the host streams its body
+/// (`bodyStreamed`), reads the body too ([`read_request_body`]).
 pub fn fetch_request(id: i64) -> Result<Request, Error> {
+    let (mut req, streamed) = fetch_request_info(id)?;
+    if streamed {
+        req.body = read_request_body(id)?;
+    }
+    Ok(req)
+}
+
+/// The whole body of request `id` (GET /admin/get-request-body): the buffered body, or a
+/// streamed one as the client sends it (read once: a second read is `Error::Host` 409). A
+/// body cut short (the client stalled, sent too much, left) is an error.
+pub fn read_request_body(id: i64) -> Result<Vec<u8>, Error> {
+    host_call("GET", "get-request-body", id, None)
+}
+
+/// [`fetch_request`] without reading a streamed body; true when it is streamed.
+fn fetch_request_info(id: i64) -> Result<(Request, bool), Error> {
     let body = host_call("GET", "get-request-info", id, None)?;
     let text = String::from_utf8(body).map_err(|_| Error::Protocol("request info is not UTF-8".into()))?;
     let v = json::parse(&text).map_err(|e| Error::Protocol(e.to_string()))?;
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let raw = v.get("body").and_then(Value::as_str).unwrap_or("");
-    let body = if v.get("bodyEncoding").and_then(Value::as_str) == Some("base64") {
+    let streamed = matches!(v.get("bodyStreamed"), Some(Value::Bool(true)));
+    let body = if streamed {
+        Vec::new()
+    } else if v.get("bodyEncoding").and_then(Value::as_str) == Some("base64") {
         base64::decode(raw).map_err(|_| Error::Protocol("body is not valid base64".into()))?
     } else {
         raw.as_bytes().to_vec()
@@ -218,7 +248,7 @@ pub fn fetch_request(id: i64) -> Result<Request, Error> {
         .and_then(Value::as_object)
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_string()))).collect())
         .unwrap_or_default();
-    Ok(Request {
+    let req = Request {
         method: s("method"),
         url: s("url"),
         path: s("path"),
@@ -226,7 +256,8 @@ pub fn fetch_request(id: i64) -> Result<Request, Error> {
         headers,
         body,
         deadline_ms: v.get("deadlineMs").and_then(Value::as_i64).unwrap_or(0),
-    })
+    };
+    Ok((req, streamed))
 }
 
 /// Answers request `id` (POST /admin/push-response-info). The body goes as UTF-8 text when
@@ -287,20 +318,27 @@ impl fmt::Display for HandleError {
 
 impl std::error::Error for HandleError {}
 
-/// Fetches request `id`, runs `f`, pushes its response. When `f` returns an error or
-/// panics, pushes the message to push-error-info instead (the client gets 500).
-pub fn handle<F: FnOnce(&Request) -> HandlerResult>(id: i64, f: F) -> Result<(), HandleError> {
+/// Fetches request `id`, runs `f`, pushes its response (a [`Reply::Stream`] through
+/// push-response-stream). When `f` returns an error or panics, pushes the message to
+/// push-error-info instead (the client gets 500). `f` returns `Result<Response, _>` (a
+/// [`HandlerResult`]) or `Result<Reply, _>`.
+pub fn handle<F, R>(id: i64, f: F) -> Result<(), HandleError>
+where
+    F: FnOnce(&Request) -> Result<R, HandlerError>,
+    R: Into<Reply>,
+{
     handle_tracked(id, f, |_| {})
 }
 
-fn handle_tracked<F, T>(id: i64, f: F, on_fetched: T) -> Result<(), HandleError>
+fn handle_tracked<F, R, T>(id: i64, f: F, on_fetched: T) -> Result<(), HandleError>
 where
-    F: FnOnce(&Request) -> HandlerResult,
+    F: FnOnce(&Request) -> Result<R, HandlerError>,
+    R: Into<Reply>,
     T: FnOnce(Option<i64>),
 {
-    let req = match fetch_request(id) {
+    let (mut req, streamed) = match fetch_request_info(id) {
         Ok(r) => {
-            on_fetched(Some(r.deadline_ms));
+            on_fetched(Some(r.0.deadline_ms));
             r
         }
         Err(e) => {
@@ -308,25 +346,60 @@ where
             return Err(HandleError::Host(e));
         }
     };
+    let fail = |msg: String| {
+        if let Err(e) = push_error(id, &msg) {
+            eprintln!("fezz: request {}: push-error-info failed: {}", id, e);
+        }
+        Err(HandleError::Handler(msg))
+    };
+    if streamed {
+        match read_request_body(id) {
+            Ok(body) => req.body = body,
+            Err(e) => return fail(format!("reading the request body: {}", e)),
+        }
+    }
     let outcome = match catch_unwind(AssertUnwindSafe(|| f(&req))) {
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(resp)) => Ok(resp.into()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(p) => Err(format!("handler panicked: {}", panic_message(&*p))),
     };
     match outcome {
-        Ok(resp) => push_response(id, &resp).map_err(HandleError::Host),
-        Err(msg) => {
-            if let Err(e) = push_error(id, &msg) {
-                eprintln!("fezz: request {}: push-error-info failed: {}", id, e);
-            }
-            Err(HandleError::Handler(msg))
+        Ok(Reply::Full(resp)) => push_response(id, &resp).map_err(HandleError::Host),
+        Ok(Reply::Stream(s)) => push_streamed(id, s),
+        Err(msg) => fail(msg),
+    }
+}
+
+/// Sends a streamed reply: runs its body function, then finishes the stream, or aborts it
+/// when the function fails or panics (before anything was sent: push-error-info, 500).
+fn push_streamed(id: i64, s: StreamedResponse) -> Result<(), HandleError> {
+    STREAMS.fetch_add(1, Ordering::SeqCst);
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            STREAMS.fetch_sub(1, Ordering::SeqCst);
         }
     }
+    let _done = Done;
+    let mut out = ResponseStream::new(id, s.status, s.headers.clone());
+    let outcome = match catch_unwind(AssertUnwindSafe(|| s.run(&mut out))) {
+        Ok(Ok(())) => return out.finish().map_err(HandleError::Host),
+        Ok(Err(e)) => e.to_string(),
+        Err(p) => format!("stream panicked: {}", panic_message(&*p)),
+    };
+    if let Err(e) = out.abort(&outcome) {
+        eprintln!("fezz: request {}: aborting the stream: {}", id, e);
+    }
+    Err(HandleError::Handler(outcome))
 }
 
 /// The body of a native plugin's `fezz_handle_request`: runs [`handle`], logs a failure to
 /// stderr and returns 0 on success, 1 on failure. Never unwinds across the FFI boundary.
-pub fn handle_native<F: FnOnce(&Request) -> HandlerResult>(id: i64, f: F) -> i32 {
+pub fn handle_native<F, R>(id: i64, f: F) -> i32
+where
+    F: FnOnce(&Request) -> Result<R, HandlerError>,
+    R: Into<Reply>,
+{
     match catch_unwind(AssertUnwindSafe(|| handle(id, f))) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
@@ -353,6 +426,10 @@ macro_rules! export_handler {
     };
 }
 
+/// Streamed responses being sent: [`serve_from`] waits for them past their requests'
+/// deadlines (the host bounds them by its stream limits).
+static STREAMS: AtomicUsize = AtomicUsize::new(0);
+
 #[derive(Default)]
 struct Inflight {
     running: usize,
@@ -363,18 +440,20 @@ struct Inflight {
 /// Process mode: reads decimal request ids, one per line, from stdin and handles each on
 /// its own thread, so the reader never blocks. On EOF, waits until the in-flight handlers
 /// finish (or until all of their deadlines have passed) and returns `Ok(())`.
-pub fn serve<F>(f: F) -> io::Result<()>
+pub fn serve<F, R>(f: F) -> io::Result<()>
 where
-    F: Fn(&Request) -> HandlerResult + Send + Sync + 'static,
+    F: Fn(&Request) -> Result<R, HandlerError> + Send + Sync + 'static,
+    R: Into<Reply>,
 {
     serve_from(io::stdin().lock(), f)
 }
 
 /// [`serve`], reading ids from `input`.
-pub fn serve_from<R, F>(input: R, f: F) -> io::Result<()>
+pub fn serve_from<I, F, R>(input: I, f: F) -> io::Result<()>
 where
-    R: BufRead,
-    F: Fn(&Request) -> HandlerResult + Send + Sync + 'static,
+    I: BufRead,
+    F: Fn(&Request) -> Result<R, HandlerError> + Send + Sync + 'static,
+    R: Into<Reply>,
 {
     let f = Arc::new(f);
     let state = Arc::new((Mutex::new(Inflight::default()), Condvar::new()));
@@ -427,7 +506,7 @@ where
     }
     let (lock, cv) = &*state;
     let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-    while s.running > 0 && !(s.unfetched == 0 && now_ms() >= s.max_deadline) {
+    while s.running > 0 && !(s.unfetched == 0 && STREAMS.load(Ordering::SeqCst) == 0 && now_ms() >= s.max_deadline) {
         s = cv.wait_timeout(s, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
     }
     Ok(())
