@@ -594,9 +594,13 @@ int fezz_fetch_request(int64_t request_id, fezz_request *out) {
     }
 
     const jval *body = jget(root, "body"), *enc = jget(root, "bodyEncoding");
+    const jval *streamed = jget(root, "bodyStreamed");
     buf bytes = {0};
-    int bad = 0;
-    if (body && body->type == J_STR) {
+    int bad = 0, fetch_failed = 0;
+    if (streamed && streamed->type == J_BOOL && streamed->b) {
+        /* A large or chunked upload: the raw bytes, read whole here, from get-request-body. */
+        if (host_call("get-request-body", request_id, NULL, 0, &bytes)) fetch_failed = 1;
+    } else if (body && body->type == J_STR) {
         if (enc && enc->type == J_STR && strcmp(enc->s, "base64") == 0)
             bad = b64_decode(&bytes, body->s, body->n);
         else
@@ -615,6 +619,10 @@ int fezz_fetch_request(int64_t request_id, fezz_request *out) {
     }
     jfree(root);
 
+    if (fetch_failed) {
+        fezz_request_free(out);
+        return -1; /* host_call set the error (get-request-body: status and message) */
+    }
     if (bad || oom || !out->method || !out->url || !out->path || !out->query) {
         fezz_request_free(out);
         fezz_set_error(bad ? "get-request-info: bad body encoding" : "out of memory");

@@ -43,6 +43,13 @@ describe('example plugins', () => {
       assert.deepEqual(new Uint8Array(await res.arrayBuffer()), body);
     });
 
+    it(`${id} (${runtime}): a 3 MiB body, streamed to the plugin (get-request-body), round-trips`, async () => {
+      const body = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 13) % 251);
+      const res = await fetch(`${t.url}/rpc/${id}/big`, { method: 'POST', body });
+      assert.equal(res.status, 200);
+      assert.ok(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(body)), 'the body came back intact');
+    });
+
     it(`${id} (${runtime}): the JSON API`, async () => {
       const res = await get(`${t.url}/rpc/${id}/json`);
       assert.equal(res.status, 200);

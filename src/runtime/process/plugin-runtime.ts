@@ -48,7 +48,7 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { errorResponse } from '../../wire/error-response.js';
-import type { WireResponse } from '../../wire/types.js';
+import type { BodyStream, WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { PendingStore } from '../../abi/pending-store.js';
 import type { AbiTokens } from '../../abi/tokens.js';
@@ -185,6 +185,9 @@ export class PluginRuntime implements FunctionRuntime {
    * child dies, 503 + Retry-After when the queue is full or the runtime closed, 504 past
    * `limits.timeoutMs`, else the plugin's answer.
    */
+  /** Large and chunked request bodies reach the plugin through `GET /admin/get-request-body` as they arrive. */
+  readonly streamsRequestBody = true;
+
   invoke(req: InvokeRequest): Promise<WireResponse> {
     if (this.#closed) return Promise.resolve(errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
     const o = this.#o;
@@ -227,11 +230,17 @@ export class PluginRuntime implements FunctionRuntime {
     this.#windowSent++;
     if (child.stdinQueue === '') setImmediate(flushStdin, child);
     child.stdinQueue += `${id}\n`;
-    void done.then(() => {
+    const release = (): void => {
       child.inflight--;
       child.ids.delete(id);
       child.lastActive = performance.now();
       this.#dequeue(child);
+    };
+    void done.then((r) => {
+      // A streamed answer (push-response-stream) is still being produced by this child: its
+      // slot stays taken, and the child is not idle, until the stream ends.
+      if (r.stream === undefined) release();
+      else r.stream = untilEnd(r.stream, release);
     });
   }
 
@@ -535,6 +544,18 @@ export class PluginRuntime implements FunctionRuntime {
     this.#token = null;
     await this.#home?.close();
   }
+}
+
+/** `stream`, calling `onEnd` once when it ends, fails or is cancelled. */
+function untilEnd(stream: BodyStream, onEnd: () => void): BodyStream {
+  let ended = false;
+  const end = (): void => { if (!ended) { ended = true; onEnd(); } };
+  const tryRead = stream.tryRead?.bind(stream);
+  return {
+    read: () => stream.read().then((c) => { if (c === null) end(); return c; }, (err: unknown) => { end(); throw err; }),
+    cancel: (reason) => { end(); stream.cancel(reason); },
+    ...(tryRead !== undefined ? { tryRead: () => { const c = tryRead(); if (c === null) end(); return c; } } : {}),
+  };
 }
 
 /** Log lines of a child's stream; a stream that is missing or fails (EIO, reset) is ignored. */
