@@ -299,6 +299,10 @@ describe('the SSE example in Go (sse-go)', () => {
     assert.ok(spread >= 400, `the 5 events arrived within ${spread} ms: not spaced out`);
     const produced = events.map((e) => e.data.at);
     assert.ok(produced[4]! - produced[0]! >= 750, 'the plugin produced one event every 200 ms');
+    // Issue 12: each event within 50 ms of the plugin writing it (same machine clock).
+    const delays = events.map((e) => e.at - e.data.at);
+    console.log(`  sse-go delivery delays: ${delays.join(', ')} ms`);
+    assert.ok(Math.max(...delays) <= 50, `each event within 50 ms of being written: ${delays.join(', ')}`);
   });
 
   it('an EventSource that leaves stops the Go handler: its Write fails with 499', async () => {
