@@ -20,6 +20,9 @@
 import type { ServerResponse } from 'node:http';
 import type { BodyStream } from '../wire/stream-channel.js';
 
+/** Queued chunks are joined into one write up to this many bytes. */
+const COALESCE_BYTES = 256 * 1024;
+
 export type StreamEnd = 'complete' | 'error' | 'client' | 'idle' | 'send' | 'max';
 
 /** Time limits of one streamed body, in ms. */
@@ -73,16 +76,25 @@ export function pipeBodyStream(res: ServerResponse, stream: BodyStream, limits: 
       if (done) return;
       if (chunk === null) { finish('complete'); return; }
       progress();
-      // What else is already queued goes out with it, in one system call.
-      res.cork();
-      // (An empty chunk is skipped: with chunked framing it would read as the end.)
-      let ok = chunk.byteLength === 0 || res.write(chunk);
-      let next: Uint8Array | null | undefined;
-      while (ok && (next = stream.tryRead?.()) !== undefined) {
-        if (next === null) { res.uncork(); finish('complete'); return; }
-        if (next.byteLength > 0) ok = res.write(next);
+      // What else is already queued goes out with it, as one write (one chunk, one system
+      // call). Not cork(): on Node 24 a write made while corked never emits 'drain'.
+      let out = chunk;
+      let ended = false;
+      if (stream.tryRead !== undefined) {
+        let parts: Uint8Array[] | null = null;
+        let size = chunk.byteLength;
+        while (size < COALESCE_BYTES) {
+          const next = stream.tryRead();
+          if (next === undefined) break;
+          if (next === null) { ended = true; break; }
+          (parts ??= [chunk]).push(next);
+          size += next.byteLength;
+        }
+        if (parts !== null) out = Buffer.concat(parts, size);
       }
-      res.uncork();
+      // (An empty chunk is skipped: with chunked framing it would read as the end.)
+      const ok = out.byteLength === 0 || res.write(out);
+      if (ended) { finish('complete'); return; }
       if (ok) { pump(); return; }
       waitingOn = 'client';
       res.once('drain', pump);
