@@ -32,6 +32,7 @@ import { launchEnv, sandboxCommand, INBOX_MOUNT } from './bwrap.js';
 import { makeSandboxCgroups, removeCgroups } from './cgroup.js';
 import { seccompFilter } from './seccomp.js';
 import { sandboxRootDir } from './sandbox-runtime.js';
+import { trackSandboxChild } from './sandbox-process.js';
 import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
 import { EGRESS_SOCKET } from '../../egress/connector.js';
 
@@ -254,6 +255,8 @@ export class PluginSandboxHome {
       if (bpf !== null) closeSync(bpf);
     }
     child.once('close', () => removeCgroups(cgroups.dirs));
+    // No sandbox outlives the host, even one that crashes (setpriv breaks --die-with-parent's chain).
+    trackSandboxChild(child);
     return child;
   }
 

@@ -29,6 +29,14 @@ const STDERR_TAIL = 4096;
  */
 const live = new Set<ChildProcess>();
 let exitHook = false;
+/**
+ * Kill `child` (a sandbox launcher: sh, setpriv or bwrap) when the host process exits, however
+ * it exits; forgotten at its own 'close'. Plugin sandboxes (plugin-sandbox.ts) use it too.
+ */
+export function trackSandboxChild(child: ChildProcess): void {
+  track(child);
+  child.once('close', () => live.delete(child));
+}
 function track(child: ChildProcess): void {
   live.add(child);
   if (exitHook) return;
