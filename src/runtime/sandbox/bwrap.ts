@@ -6,9 +6,10 @@
  * - `/bin/sh -c 'for d; ... echo $$ > $d/cgroup.procs; exec "$@"'` (when cgroups could be made,
  *   cgroup.ts: pids.max 64, memory 2 x memoryMb + 128 MB): the process enters its cgroups
  *   before anything else runs, so every process the function could start is counted there;
- * - `setpriv --reuid=65534 --regid=65534 --clear-groups` (only when the host runs as root):
- *   bwrap itself starts unprivileged, so the sandbox's uid is 65534 outside its user namespace
- *   too (a root bwrap would map the inner 65534 to the host's uid 0);
+ * - `setpriv --reuid=65534 --regid=65534 --clear-groups --pdeathsig KILL` (only when the host
+ *   runs as root): bwrap itself starts unprivileged, so the sandbox's uid is 65534 outside its
+ *   user namespace too (a root bwrap would map the inner 65534 to the host's uid 0); and it
+ *   dies with the host, however the host dies;
  * - no `prlimit --nproc` fallback where no pids cgroup can be made: RLIMIT_NPROC counts every
  *   process and thread of the uid host-wide (every sandbox's), so it cannot bound one sandbox;
  *   there a function sandbox's seccomp filter refuses to create processes at all, and a plugin
@@ -164,7 +165,9 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
     `${RUNTIME_MOUNT}/${spec.script ?? 'sandbox-entry.mjs'}`,
     ...(spec.args ?? []),
   ];
-  const asNobody = process.getuid?.() === 0 ? ['setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_GID}`, '--clear-groups'] : [];
+  // --pdeathsig KILL: the launcher (then bwrap, which it execs) dies with the host, even a host
+  // killed with SIGKILL (no 'exit' hook runs then); bwrap's --die-with-parent takes it from there.
+  const asNobody = process.getuid?.() === 0 ? ['setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_GID}`, '--clear-groups', '--pdeathsig', 'KILL'] : [];
   const inner = [...asNobody, ...bwrap, ...node];
   if (spec.cgroupDirs.length === 0) return inner;
   // $0 is the number of cgroup directories that follow; then the command.
