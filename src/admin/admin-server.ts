@@ -191,7 +191,9 @@ export class AdminServer {
     try {
       return await new Promise<string>((resolve, reject) => {
         this.#server.once('error', reject);
-        this.#server.listen(this.#o.port, this.#o.host, () => {
+        // exclusive: in a `--workers` host each process has its own admin listener (its plugins'
+        // ABI is there), never one shared through the cluster primary.
+        this.#server.listen({ port: this.#o.port, host: this.#o.host, exclusive: true }, () => {
           this.#server.off('error', reject);
           resolve(this.url);
         });

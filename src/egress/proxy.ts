@@ -151,7 +151,8 @@ export async function startEgressProxy(o: EgressProxyOptions): Promise<EgressPro
 
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
-    server.listen(o.socketPath, () => { server.off('error', reject); resolveListen(); });
+    // exclusive: this process's own socket, even in a cluster worker (src/cluster/).
+    server.listen({ path: o.socketPath, exclusive: true }, () => { server.off('error', reject); resolveListen(); });
   });
   server.on('error', (err) => o.logger.error({ err, fn: o.fnKey }, 'egress proxy error'));
   await chmod(o.socketPath, o.mode ?? 0o600);

@@ -7,7 +7,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../observability/logger.js';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { resolveOptions, type HostOptions, type ResolvedHostOptions } from '../config/options.js';
 import { loadRegistry, type FunctionVersion, type LoadProblem, type Registry, type RegistryOptions } from '../registry/registry.js';
@@ -17,7 +18,7 @@ import { compose, accessLog, cors, bodyLimit } from './middleware.js';
 import { connectionTracker, createRequestHandler, onClientError, runFunction, type ConnectionTracker, type DispatchState } from './dispatch.js';
 import { kExpectContinue } from './middleware.js';
 import { HostCounters } from '../observability/host-counters.js';
-import type { Socket } from 'node:net';
+import type { ListenOptions, Socket } from 'node:net';
 import type { Middleware, RequestContext } from './context.js';
 import type { FunctionRuntime, RuntimeStats } from '../runtime/types.js';
 import { PendingStore } from '../abi/pending-store.js';
@@ -26,7 +27,9 @@ import { abiRoutes } from '../admin/abi-routes.js';
 import { apiRoutes } from '../admin/api-routes.js';
 import type { AbiEndpoint } from '../runtime/process/plugin-runtime.js';
 import { StatsBook } from '../observability/function-stats.js';
-import { LogHub } from '../observability/log-hub.js';
+import { LogHub, type LogLine } from '../observability/log-hub.js';
+import type { HostSnapshot } from '../admin/api-routes.js';
+import type { Registry as MetricsRegistry } from 'prom-client';
 import { createMetrics } from '../observability/metrics.js';
 import { closeSpares, enableSpares } from '../runtime/isolate/spares.js';
 import { promote, removeQuietly, retire, stagePackage, STAGING_DIR, TRASH_DIR } from '../registry/deploy.js';
@@ -73,6 +76,11 @@ export class Host {
   readonly #abi: AbiEndpoint;
   readonly #stats: StatsBook;
   readonly #counters: HostCounters;
+  /** What `/metrics` serves (prom-client registry; computed at scrape time). */
+  readonly metrics: MetricsRegistry;
+  #prepared: Promise<void> | null = null;
+  /** The public URL when connections are handed over (`listen({ handed: true })`), else null. */
+  #handedUrl: string | null = null;
   #closing: Promise<void> | null = null;
   #reloading: Promise<unknown> = Promise.resolve();
   /** The reload waiting for the running one to finish, shared by everyone who asks meanwhile. */
@@ -130,6 +138,7 @@ export class Host {
       pendingAbi: () => abi.store.size,
       counters: this.#counters,
     });
+    this.metrics = metrics;
     admin.add(apiRoutes(this, metrics));
   }
 
@@ -154,28 +163,66 @@ export class Host {
   get middleware(): Middleware[] { return [...this.#middleware]; }
 
   /**
-   * Start the admin listener (plugins need it), start `instances.min` of every function,
-   * then open the public listener; with `watch`, start watching the functions directory.
-   * Resolves with the public address.
+   * Start the admin listener (plugins need it) and `instances.min` of every function, without
+   * opening the public listener: what must be up before a deploy (a source sync, a cluster
+   * primary) can run. Idempotent; `listen()` calls it.
    */
-  async listen(): Promise<{ port: number; host: string; url: string }> {
-    await this.#admin.listen();
-    await this.#state.registry.warm();
+  prepare(): Promise<void> {
+    this.#prepared ??= (async () => {
+      await this.#admin.listen();
+      await this.#state.registry.warm();
+    })();
+    return this.#prepared;
+  }
+
+  /**
+   * `prepare()`, then open the public listener; with `watch`, start watching the functions
+   * directory. Resolves with the public address.
+   * @param opts.port the port instead of `options.port` (a cluster worker gets the port the
+   *   first worker bound). @param opts.reusePort bind with SO_REUSEPORT, the socket of this
+   *   process alone (`exclusive`), so that several host processes share the port and the
+   *   kernel spreads connections among them (Node 22.12+/23.1+; src/cluster/).
+   * @param opts.handed no listener of its own: another process (a cluster primary on a Node
+   *   without reusePort, src/cluster/balancer.ts) accepts the connections on this port and
+   *   hands them over with {@link acceptConnection}.
+   * @throws Error from the listener (EADDRINUSE, EACCES).
+   */
+  async listen(opts: { port?: number; reusePort?: boolean; handed?: boolean } = {}): Promise<{ port: number; host: string; url: string }> {
+    await this.prepare();
+    const port = opts.port ?? this.options.port;
+    if (opts.handed === true) {
+      const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
+      this.#handedUrl = `http://${host}:${port}`;
+      if (this.options.watch) await this.#startWatching();
+      return { port, host: this.options.host, url: this.#handedUrl };
+    }
     const address = await new Promise<{ port: number; host: string; url: string }>((resolve, reject) => {
       this.#server.once('error', reject);
-      this.#server.listen(this.options.port, this.options.host, () => {
+      const listening = (): void => {
         this.#server.off('error', reject);
         const a = this.#server.address() as AddressInfo;
         const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
         resolve({ port: a.port, host: a.address, url: `http://${host}:${a.port}` });
-      });
+      };
+      if (opts.reusePort === true) this.#server.listen({ port, host: this.options.host, reusePort: true, exclusive: true } as ListenOptions, listening);
+      else this.#server.listen(port, this.options.host, listening);
     });
     if (this.options.watch) await this.#startWatching();
     return address;
   }
 
+  /**
+   * Serve a public connection accepted by another process (`listen({ handed: true })`): it is
+   * treated as if this host's listener had accepted it (connection limits, timeouts, drain).
+   */
+  acceptConnection(socket: Socket): void {
+    this.#server.emit('connection', socket);
+    socket.resume();
+  }
+
   /** The bound public URL, e.g. `http://127.0.0.1:3000`. @throws Error when not listening. */
   get url(): string {
+    if (this.#handedUrl !== null) return this.#handedUrl;
     const a = this.#server.address() as AddressInfo | null;
     if (a === null) throw new Error('host is not listening');
     return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
@@ -203,6 +250,17 @@ export class Host {
   functions(): FunctionInfo[] {
     return [...this.#state.registry.versions.values()].map((v) => describeVersion(v));
   }
+
+  /** What the admin API reports of this host (api-routes.ts AdminApiHost). */
+  async snapshot(): Promise<HostSnapshot> {
+    return { functions: this.functions(), problems: this.problems, pendingRequests: this.pendingRequests };
+  }
+
+  /** The last `n` log lines of function `id` (api-routes.ts AdminApiHost). */
+  async recentLogs(id: string, n: number): Promise<LogLine[]> { return this.logs.recent(id, n); }
+
+  /** Call `push` with each new log line of function `id`; returns the unsubscribe function. */
+  followLogs(id: string, push: (line: LogLine) => void): () => void { return this.logs.follow(id, push); }
 
   #registryOptions(): RegistryOptions {
     const o = this.options;
@@ -430,7 +488,7 @@ export class Host {
       await Promise.all(this.#starting.map((r) => r.close(0)));
       await state.registry.close(left());
       // Past the deadline, every connection still open is cut.
-      if (!allClosed) server.closeAllConnections();
+      if (!allClosed || this.#handedUrl !== null) server.closeAllConnections();
       await closed;
       await this.#admin.close();
       this.#abi.store.close();
@@ -468,15 +526,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   const resolved = resolveOptions(options);
   enableSpares();
   const logs = new LogHub();
-  const logger = pino({
-    level: resolved.logLevel,
-    base: { pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    hooks: { streamWrite: logs.streamWrite },
-  }, resolved.logDestination ?? (resolved.dev || process.stdout.isTTY
-    // Pretty lines for people (dev mode, or a terminal); JSON lines for machines.
-    ? pino.transport({ target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } })
-    : pino.destination(1)));
+  const logger = createLogger({ level: resolved.logLevel, dev: resolved.dev, destination: resolved.logDestination, streamWrite: logs.streamWrite });
   const store = new PendingStore();
   const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES, maxConnections: resolved.adminMaxConnections, socketPath: resolved.adminSocket });
   admin.add(abiRoutes(store, logger));

@@ -4,7 +4,7 @@
 //   (cleanly, no reset), and a request arriving on a kept-alive connection just then is
 //   answered, not reset.
 // - Real HAProxy and nginx (Debian packages, the configs in deploy/, on 127.0.0.1 ephemeral
-//   ports, in the foreground) in front of two `fezz serve` processes; under mixed GET/POST
+//   ports, in the foreground) in front of three `fezz serve` processes; under mixed GET/POST
 //   keep-alive load through both balancers, each fezz is restarted in turn (SIGTERM, exit,
 //   start on the same port): every response is a 200 with the right body, no connection error.
 import { after, before, describe, it } from 'node:test';
@@ -361,12 +361,12 @@ describe('rolling restart behind HAProxy and nginx', { skip: missing.length > 0 
   it('each fezz restarted in turn under mixed GET/POST keep-alive load: zero errors behind either balancer', { timeout: 90_000 }, async () => {
     tmp = await functionsDir();
     await chmod(tmp, 0o755); // nginx's workers may run as another user (nobody) when started as root
-    const [p1, p2, pHaproxy, pNginx] = await freePorts(4) as [number, number, number, number];
-    fezz.push(new Fezz('fezz1', p1, path.join(tmp, 'functions'), tmp), new Fezz('fezz2', p2, path.join(tmp, 'functions'), tmp));
+    const [p1, p2, p3, pHaproxy, pNginx] = await freePorts(5) as [number, number, number, number, number];
+    fezz.push(new Fezz('fezz1', p1, path.join(tmp, 'functions'), tmp), new Fezz('fezz2', p2, path.join(tmp, 'functions'), tmp), new Fezz('fezz3', p3, path.join(tmp, 'functions'), tmp));
     await Promise.all(fezz.map((f) => f.start()));
 
     // The shipped configs, with this test's ports.
-    const ports = (text: string): string => text.replace(/127\.0\.0\.1:3000\b/g, `127.0.0.1:${p1}`).replace(/127\.0\.0\.1:3002\b/g, `127.0.0.1:${p2}`);
+    const ports = (text: string): string => text.replace(/127\.0\.0\.1:3000\b/g, `127.0.0.1:${p1}`).replace(/127\.0\.0\.1:3002\b/g, `127.0.0.1:${p2}`).replace(/127\.0\.0\.1:3004\b/g, `127.0.0.1:${p3}`);
     const haproxyCfg = path.join(tmp, 'haproxy.cfg');
     await writeFile(haproxyCfg, ports(await readFile(path.join(ROOT, 'deploy/haproxy.cfg'), 'utf8')).replace(/127\.0\.0\.1:8080\b/, `127.0.0.1:${pHaproxy}`));
     const nginxPrefix = path.join(tmp, 'nginx');

@@ -3,9 +3,12 @@
  * down gracefully (the drain delay: /healthz 503, connection: close; then stop accepting,
  * finish in-flight requests, exit 0).
  */
+import cluster from 'node:cluster';
+import os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultTokenFile } from '../../config/token.js';
-import { DRAIN_DELAY_SERVE_MS } from '../../config/options.js';
+import { DRAIN_DELAY_SERVE_MS, type HostOptions } from '../../config/options.js';
+import { announceIsolation, announceServing, announceToken, shutdownOnce } from '../serve-lifecycle.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -16,6 +19,14 @@ function port(value: string): number {
 function count(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+/** `--workers`: a positive integer, or `auto` (os.availableParallelism()). */
+export function workersOption(value: string): number {
+  if (value === 'auto') return os.availableParallelism();
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('expected "auto" or an integer from 1 to 256');
   return n;
 }
 
@@ -45,13 +56,14 @@ export function serveCommand(): Command {
     .addOption(new Option('--drain-delay <ms>', 'on SIGTERM, keep serving this long with /healthz answering 503 and connection: close on responses, before the listener closes (0 = close it at once)').env('FEZZ_DRAIN_DELAY').default(DRAIN_DELAY_SERVE_MS).argParser(ms))
     .addOption(new Option('--start-timeout <ms>', 'deadline for an instance to load its function, in ms').env('FEZZ_START_TIMEOUT').default(10_000).argParser(ms))
     .addOption(new Option('--isolation <tier>', 'weakest isolation allowed: "sandbox" runs every function (isolate, process, native) under bubblewrap; "thread" lets each manifest choose (trusted code only) (default: sandbox; with --dev: thread)').env('FEZZ_ISOLATION').choices(['thread', 'sandbox']))
+    .addOption(new Option('--workers <n>', 'host processes sharing the public port: an integer, or "auto" for one per core; each has its own isolates and plugins, the admin API covers them all (docs/scaling.md)').env('FEZZ_WORKERS').default(1).argParser(workersOption))
     .addOption(new Option('--max-connections <n>', 'most open public connections (default: the fd limit minus a reserve)').env('FEZZ_MAX_CONNECTIONS').argParser(count))
     .addOption(new Option('--headers-timeout <ms>', 'time a client has to send its request head, in ms').env('FEZZ_HEADERS_TIMEOUT').default(20_000).argParser(ms))
     .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
     .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; adminSocket?: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; drainDelay: number; startTimeout: number;
-      isolation?: 'thread' | 'sandbox'; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
+      isolation?: 'thread' | 'sandbox'; workers: number; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
       // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
       // leaves the environment now (before anything is spawned); a token on the command line
       // is visible in the process list, so say so.
@@ -62,66 +74,42 @@ export function serveCommand(): Command {
       // Deny by default: production serves every function sandboxed; --dev (npm start) runs
       // threads, for code on the developer's own machine. Threads in production are explicit.
       const isolation = opts.isolation ?? (dev ? 'thread' : 'sandbox');
-      // Loaded here, not at the top: the other commands start faster without the host.
-      const { createHost } = await import('../../host/host.js');
-      const host = await createHost({
+      const graceMs = opts.grace;
+      const drainDelayMs = Number(opts.drainDelay);
+      const options: HostOptions = {
         dir: opts.dir, port: Number(opts.port), host: opts.host, dev,
         adminPort: Number(opts.adminPort), adminHost: opts.adminHost, adminSocket: opts.adminSocket || undefined, token: opts.token, tokenFile,
-        accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: opts.grace, drainDelayMs: Number(opts.drainDelay), watch: opts.watch,
+        accessLog: opts.accessLog || dev, cacheDir: opts.cacheDir, shutdownGraceMs: graceMs, drainDelayMs, watch: opts.watch,
         startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections, isolation,
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
         bodyTimeoutMs: Number(opts.bodyTimeout), sendTimeoutMs: Number(opts.sendTimeout),
-      });
+      };
+      if (opts.workers > 1 && cluster.isWorker) {
+        // A host process of a --workers host: this same command line, run by the primary.
+        const { runWorker } = await import('../../cluster/worker.js');
+        await runWorker(options, { graceMs, drainDelayMs });
+        return;
+      }
+      if (opts.workers > 1) {
+        const { runPrimary } = await import('../../cluster/primary.js');
+        const p = await runPrimary({ workers: opts.workers, host: options, graceMs, drainDelayMs });
+        const snap = await p.cluster.snapshot();
+        p.logger.info({ url: p.url, admin: p.adminUrl, adminSocket: p.adminSocket ?? undefined, workers: p.cluster.pids(), functions: snap.functions.map((f) => f.key), problems: snap.problems.length }, `fezz listening on ${p.url} (${opts.workers} host processes)`);
+        await announceIsolation(p.logger, isolation, opts.isolation !== undefined);
+        announceToken(p.logger, { tokenFrom, tokenFile, adminSocket: p.adminSocket, adminUrl: p.adminUrl });
+        announceServing(p.logger, snap.functions);
+        return;
+      }
+      // Loaded here, not at the top: the other commands start faster without the host.
+      const { createHost } = await import('../../host/host.js');
+      const host = await createHost(options);
       const { url } = await host.listen();
       const fns = host.functions();
       host.logger.info({ url, admin: host.adminUrl, adminSocket: host.adminSocket ?? undefined, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
-      // Say which isolation is in force: threads are defense in depth, not a boundary.
-      if (isolation === 'sandbox') {
-        const { probeSandbox } = await import('../../runtime/sandbox/bwrap.js');
-        const can = await probeSandbox();
-        if (can.ok) host.logger.info(`isolation: every function (isolate, process, native) runs in a bubblewrap sandbox${opts.isolation === undefined ? ' (the default; --isolation thread runs trusted code as threads)' : ''}`);
-        else host.logger.error({ reason: can.reason }, `isolation: sandboxes cannot start here, so no function is served: ${can.reason}. Fix that, or run code you trust with --isolation thread (or --dev on a development machine)`);
-      } else {
-        const why = opts.isolation === undefined ? '--dev' : '--isolation thread';
-        host.logger.warn(`isolation: functions run as hardened worker threads (${why}) unless their manifest says "isolation": "sandbox"; threads are not a security boundary: run code you do not trust without ${why} (docs/security.md)`);
-      }
-      if (tokenFrom === 'cli') {
-        host.logger.warn('the admin token was given with --token: any local user can read it in the process list; use --token-file or FEZZ_TOKEN');
-      }
-      if (tokenFile !== undefined) {
-        // The CLI (fezz list, deploy, logs) reads the same file; plugins get tokens of their own.
-        const where = host.adminSocket !== null ? `the admin socket ${host.adminSocket} (FEZZ_ADMIN_SOCKET)` : host.adminUrl;
-        host.logger.info({ tokenFile }, `admin token for ${where} is in ${tokenFile} (FEZZ_TOKEN_FILE)`);
-      }
-      for (const f of fns) {
-        const routes = f.latest ? f.routes.map((r) => `${r.method} ${r.path}`) : [];
-        host.logger.info({ fn: f.key, runtime: f.runtime, rpc: `/rpc/${f.key}`, routes }, 'serving');
-      }
-      let stopping = false;
-      const drainDelayMs = Number(opts.drainDelay);
-      const stop = (signal: string): void => {
-        if (stopping) {
-          // A second signal (Ctrl-C twice) skips what is left of the drain delay.
-          host.logger.info({ signal }, 'second signal: closing the listener now');
-          void host.close(opts.grace, 0);
-          return;
-        }
-        stopping = true;
-        host.logger.info({ signal, drainDelayMs, graceMs: opts.grace }, 'shutting down: draining in-flight requests');
-        // A backstop: whatever happens in close(), the process is gone shortly after the
-        // drain delay and the grace.
-        setTimeout(() => {
-          host.logger.error({ drainDelayMs, graceMs: opts.grace }, 'shutdown did not finish within the drain delay and grace period; exiting now');
-          process.exit(1);
-        }, drainDelayMs + opts.grace + 2000).unref();
-        host.close(opts.grace, drainDelayMs).then(() => {
-          host.logger.info('stopped');
-          process.exit(0);
-        }, (err: unknown) => {
-          host.logger.error({ err }, 'shutdown failed');
-          process.exit(1);
-        });
-      };
+      await announceIsolation(host.logger, isolation, opts.isolation !== undefined);
+      announceToken(host.logger, { tokenFrom, tokenFile, adminSocket: host.adminSocket, adminUrl: host.adminUrl });
+      announceServing(host.logger, fns);
+      const stop = shutdownOnce(host.logger, (g, d) => host.close(g, d), graceMs, drainDelayMs);
       // An unhandled rejection in the host's own thread (an inline function's stray promise)
       // is logged, not fatal: every other function keeps serving.
       process.on('unhandledRejection', (err) => host.logger.error({ err }, 'unhandled rejection in the host thread (an inline function?)'));

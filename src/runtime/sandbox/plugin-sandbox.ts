@@ -192,7 +192,8 @@ export class PluginSandboxHome {
     // sandboxes see (the sandbox root is 0711 and not listable).
     const umask = process.umask(0o111);
     try {
-      server.listen(socketPath);
+      // exclusive: bound here, synchronously, even in a cluster worker (src/cluster/).
+      server.listen({ path: socketPath, exclusive: true });
     } finally {
       process.umask(umask);
     }
