@@ -70,6 +70,7 @@ export const errorSpecs = {
   FEZZ_ERR_DEPLOY_REJECTED: { message: 'Deploy of %s refused: %s', statusCode: 422, base: Error },
   FEZZ_ERR_FUNCTION_VERSION_NOT_FOUND: { message: 'No function version %s', statusCode: 404, base: Error },
   FEZZ_ERR_DEPLOY_IN_PROGRESS: { message: 'A deploy or delete of %s is already in progress; retry once it is done', statusCode: 409, base: Error },
+  FEZZ_ERR_VERSION_EXISTS: { message: '%s is already deployed to %s with other content: versions are immutable; bump "version", or replace it explicitly (fezz deploy --replace; POST /admin/deploy?replace=1)', statusCode: 409, base: Error },
 
   // --- manifests and the functions directory (manifest/registry) ---
   FEZZ_ERR_MANIFEST_INVALID: { message: '%s: %s', statusCode: 500, base: TypeError },
@@ -83,6 +84,13 @@ export const errorSpecs = {
   FEZZ_ERR_CONFIG_INVALID: { message: 'Invalid option %s: expected %s, received %s', statusCode: 500, base: TypeError },
   FEZZ_ERR_ADMIN_SOCKET_IN_USE: { message: 'Admin socket %s is in use: a server answers on it (another fezz serve?); stop it or choose another --admin-socket', statusCode: 500, base: Error },
   FEZZ_ERR_ADMIN_SOCKET_UNUSABLE: { message: 'Cannot listen on the admin socket %s: %s', statusCode: 500, base: Error },
+
+  // --- fleets: deploys through an S3-compatible object store (fleet/) ---
+  FEZZ_ERR_FLEET_URL_INVALID: { message: 'Invalid object store location %s: %s', statusCode: 400, base: TypeError },
+  FEZZ_ERR_FLEET_STORE: { message: 'Object store %s: %s', statusCode: 502, base: Error },
+  FEZZ_ERR_FLEET_STATE_INVALID: { message: 'Desired-state document %s is invalid: %s', statusCode: 502, base: TypeError },
+  FEZZ_ERR_FLEET_BUNDLE_INVALID: { message: 'Bundle %s of %s is refused: %s', statusCode: 422, base: Error },
+  FEZZ_ERR_FLEET_CONTENDED: { message: 'Gave up updating %s after %s attempts: other deploys kept changing it; retry', statusCode: 503, base: Error },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type FezzErrorCode = keyof typeof errorSpecs;

@@ -89,15 +89,21 @@ export function apiRoutes(host: AdminApiHost, metrics: MetricsSource | MetricsRe
     },
     {
       method: 'POST', path: '/admin/deploy',
-      handle: async ({ body }) => {
+      // ?replace=1 replaces a version already there with other content (else 409); the
+      // same content again is a 200 that changes nothing.
+      handle: async ({ body, search }) => {
+        const replaceParam = search.get('replace');
+        if (replaceParam !== null && !['1', 'true', '0', 'false'].includes(replaceParam)) {
+          throw fezzError('FEZZ_ERR_BAD_REQUEST', [`query parameter replace must be 1 or 0, received ${JSON.stringify(replaceParam.slice(0, 20))}`]);
+        }
         let pkg: unknown;
         try {
           pkg = JSON.parse(body.toString('utf8'));
         } catch (err) {
           throw fezzError('FEZZ_ERR_ABI_BAD_BODY', ['deploy', `not valid JSON (${(err as Error).message})`]);
         }
-        const { key } = await host.deploy(pkg);
-        return json(201, { key, status: 'serving' });
+        const { key, unchanged } = await host.deploy(pkg, { replace: replaceParam === '1' || replaceParam === 'true' });
+        return unchanged === true ? json(200, { key, status: 'serving', unchanged: true }) : json(201, { key, status: 'serving' });
       },
     },
     {

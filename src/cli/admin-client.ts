@@ -43,6 +43,8 @@ export interface FunctionsList {
 export interface DeployResult {
   key: string;
   status: string;
+  /** Set when the host already served exactly this content (nothing restarted). */
+  unchanged?: boolean;
 }
 
 export interface DeleteResult {
@@ -175,9 +177,13 @@ export class AdminClient {
     return this.#json<FunctionsList>('GET', '/admin/functions');
   }
 
-  /** `POST /admin/deploy`: resolves once the new version serves. */
-  deploy(pkg: DeployPackage): Promise<DeployResult> {
-    return this.#json<DeployResult>('POST', '/admin/deploy', pkg);
+  /**
+   * `POST /admin/deploy` (`?replace=1` with `opts.replace`): resolves once the new version
+   * serves. A version already there with other content is refused (409
+   * FEZZ_ERR_VERSION_EXISTS) unless `replace`; the same content is `unchanged: true`.
+   */
+  deploy(pkg: DeployPackage, opts: { replace?: boolean } = {}): Promise<DeployResult> {
+    return this.#json<DeployResult>('POST', opts.replace === true ? '/admin/deploy?replace=1' : '/admin/deploy', pkg);
   }
 
   /** `DELETE /admin/functions/<id>/<version>` */

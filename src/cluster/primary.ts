@@ -67,6 +67,8 @@ export interface PrimaryOptions {
   drainDelayMs: number;
   /** Runs after every process loaded, before the port opens (a source sync's first pass). */
   beforeListen?: (cluster: ClusterHost) => Promise<void>;
+  /** Runs when shutdown begins (stop following a source). */
+  onStop?: () => Promise<void>;
 }
 
 type SlotState = WorkerInfo['state'];
@@ -370,7 +372,14 @@ export async function runPrimary(o: PrimaryOptions): Promise<{ url: string; admi
     host.kill();
     throw err;
   }
-  if (o.beforeListen) await o.beforeListen(host);
+  if (o.beforeListen) {
+    try {
+      await o.beforeListen(host);
+    } catch (err) {
+      host.kill();
+      throw err;
+    }
+  }
   const { url } = await host.listen(resolved.port, resolved.host, reusePort);
   const admin = new AdminServer({ host: resolved.adminHost, port: resolved.adminPort, token: resolved.token, logger, maxBodyBytes: ADMIN_MAX_BODY_BYTES, maxConnections: resolved.adminMaxConnections, socketPath: resolved.adminSocket });
   admin.add(apiRoutes(host, host.metricsSource()));
@@ -395,6 +404,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<{ url: string; admi
       host.kill();
       process.exit(1);
     }, o.drainDelayMs + o.graceMs + 3000).unref();
+    void o.onStop?.().catch((err: unknown) => logger.error({ err }, 'stopping the source sync failed'));
     void host.stop().then(async () => {
       await admin.close();
       logger.info('stopped');

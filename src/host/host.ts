@@ -32,7 +32,7 @@ import type { HostSnapshot } from '../admin/api-routes.js';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import { createMetrics } from '../observability/metrics.js';
 import { closeSpares, enableSpares } from '../runtime/isolate/spares.js';
-import { promote, removeQuietly, retire, stagePackage, STAGING_DIR, TRASH_DIR } from '../registry/deploy.js';
+import { compareVersionDir, promote, removeQuietly, retire, stagePackage, STAGING_DIR, TRASH_DIR } from '../registry/deploy.js';
 
 /** Largest body the admin listener takes (pushed responses, deploy packages), in bytes. */
 const ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024; // 64 MiB
@@ -322,19 +322,37 @@ export class Host {
   /**
    * Deploy a package (`{ files: { path: base64 }, modes? }`, admin API `POST /admin/deploy`):
    * stage it, check that it loads and starts, move it into the functions directory, reload.
+   * Versions are immutable: when `<id>@<version>` is already in the functions directory
+   * with other content (compared as written on disk), the deploy is refused unless
+   * `opts.replace`; with the same content and that version serving, nothing restarts and
+   * `unchanged` is true (idempotent).
    * @returns the deployed key, once it serves.
    * @throws FezzError FEZZ_ERR_ABI_BAD_BODY (400: bad package, a file name the file system
    *   refuses), FEZZ_ERR_DEPLOY_IN_PROGRESS (409: a deploy or delete of the same id@version is
-   *   running), FEZZ_ERR_DEPLOY_REJECTED (422: bad manifest, build error, start failure — the
-   *   previous version keeps serving). The staging directory is removed on every path.
+   *   running), FEZZ_ERR_VERSION_EXISTS (409: the version exists with other content, and
+   *   `replace` is not set), FEZZ_ERR_DEPLOY_REJECTED (422: bad manifest, build error, start
+   *   failure — the previous version keeps serving). The staging directory is removed on every path.
    */
-  async deploy(pkg: unknown): Promise<{ key: string }> {
+  async deploy(pkg: unknown, opts: { replace?: boolean } = {}): Promise<{ key: string; unchanged?: boolean }> {
     // Checks the package (400) and claims its version (409 while another deploy or delete of
     // it runs) before writing anything; dispose() below removes the staging directory and
     // gives the claim up.
     const stage = await stagePackage(this.options.dir, pkg);
     const { key, staged } = stage;
     try {
+      // Under the claim, so no other deploy or delete of this version changes it meanwhile.
+      const target = path.join(this.options.dir, key);
+      const existing = await compareVersionDir(target, staged);
+      if (existing === 'same') {
+        const serving = this.#state.registry.versions.get(key);
+        if (serving !== undefined && serving.fn.dir === target) {
+          this.logger.info({ fn: key }, 'deploy of an identical version: nothing to do');
+          return { key, unchanged: true };
+        }
+        // Identical but not serving (its start failed before): deployed again, as a retry.
+      } else if (existing === 'different' && opts.replace !== true) {
+        throw fezzError('FEZZ_ERR_VERSION_EXISTS', [key, 'this host']);
+      }
       const fn = await loadFunctionDir(staged).catch((err: Error) => { throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, err.message], err); });
       // Prove it starts before it replaces anything.
       const probe = await loadRegistry({ ...this.#registryOptions(), dir: path.dirname(staged) }).catch((err: Error) => { throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, err.message], err); });
@@ -356,13 +374,12 @@ export class Host {
       const problems = await this.#reload(false);
       await removeQuietly(trash);
       const served = this.#state.registry.versions.get(key);
-      const target = path.join(this.options.dir, key);
       if (served === undefined || served.fn.dir !== target) {
         // The problem in exactly its directory (the directory itself, or its fezz.json).
         const p = problems.find((x) => { const f = path.resolve(x.file); return f === target || path.dirname(f) === target; });
         throw fezzError('FEZZ_ERR_DEPLOY_REJECTED', [key, p?.message ?? 'it is not served after the reload']);
       }
-      this.logger.info({ fn: key }, 'deployed');
+      this.logger.info({ fn: key, replaced: existing !== 'absent' }, 'deployed');
       return { key };
     } finally {
       await stage.dispose();
@@ -401,12 +418,23 @@ export class Host {
       return rel.split(path.sep).some((seg) => seg === 'node_modules' || seg === STAGING_DIR || seg === TRASH_DIR || (seg.startsWith('.') && seg !== '.'));
     };
     const watcher = chokidarWatch(root, { ignoreInitial: true, ignored, depth: 8 });
-    watcher.on('all', () => {
+    const schedule = (): void => {
       if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
       this.#watchTimer = setTimeout(() => {
         this.#watchTimer = null;
         this.#reload(false).catch((err: unknown) => this.logger.error({ err }, 'reload after a file change failed'));
       }, WATCH_DEBOUNCE_MS);
+    };
+    watcher.on('all', schedule);
+    // A Kubernetes ConfigMap (or projected) volume changes by a symlink swap: kubelet writes
+    // `..<timestamp>/`, points `..data_tmp` at it and renames that over `..data` (the visible
+    // names are links through `..data`). The rename is the one certain event of an update:
+    // chokidar reports the visible files only when the old `..<timestamp>/` is removed
+    // afterwards, and `..data` stays ignored (it would be a second view of every file). So the
+    // rename is taken from the raw fs.watch events of the directories chokidar watches (the
+    // functions directory, and each function directory where a ConfigMap is mounted).
+    watcher.on('raw', (_event: string, p: string) => {
+      if (path.basename(p) === '..data') schedule();
     });
     watcher.on('error', (err) => this.logger.error({ err }, 'watching the functions directory failed'));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));

@@ -7,8 +7,8 @@
  * with a rename — so the watcher and the registry never see a half-written version. The
  * staging directory is removed afterwards whatever happened.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { fezzError, type FezzError } from '../errors.js';
@@ -272,6 +272,64 @@ export async function retire(functionsDir: string, id: string, version: string, 
     return { key, trash, release };
   } catch (err) {
     release();
+    throw err;
+  }
+}
+
+/** Largest directory {@link directoryDigest} reads, in bytes of file content. */
+const DIGEST_MAX_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Compare the version directory in place (`<functionsDir>/<id>@<version>`) with the staged
+ * copy of a package, as both are written on disk: `absent` (no such directory), `same`
+ * (an identical re-deploy: idempotent) or `different` (409 unless replaced). Content is
+ * every entry's relative path, kind, permission bits and bytes, and a symlink's target; a
+ * directory over 10,000 entries or 256 MiB counts as different.
+ */
+export async function compareVersionDir(existing: string, staged: string): Promise<'absent' | 'same' | 'different'> {
+  if (!(await isDirectory(existing))) return 'absent';
+  const [a, b] = await Promise.all([directoryDigest(existing), directoryDigest(staged)]);
+  return a !== null && a === b ? 'same' : 'different';
+}
+
+/**
+ * sha256 (hex) over a directory's entries in sorted order (see {@link compareVersionDir}),
+ * or null when it is not a directory, is too large, or changed while read.
+ */
+async function directoryDigest(dir: string): Promise<string | null> {
+  if (!(await isDirectory(dir))) return null;
+  const hash = createHash('sha256');
+  let entries = 0;
+  let bytes = 0;
+  const walk = async (rel: string): Promise<boolean> => {
+    const names = (await readdir(path.join(dir, rel))).sort();
+    for (const name of names) {
+      if (++entries > MAX_FILES) return false;
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const abs = path.join(dir, childRel);
+      const st = await lstat(abs);
+      const mode = (st.mode & 0o777).toString(8);
+      if (st.isSymbolicLink()) {
+        hash.update(`L\0${childRel}\0${await readlink(abs)}\0`);
+      } else if (st.isDirectory()) {
+        hash.update(`D\0${childRel}\0${mode}\0`);
+        if (!(await walk(childRel))) return false;
+      } else if (st.isFile()) {
+        bytes += st.size;
+        if (bytes > DIGEST_MAX_BYTES) return false;
+        const data = await readFile(abs);
+        hash.update(`F\0${childRel}\0${mode}\0${data.byteLength}\0`).update(data);
+      } else {
+        hash.update(`O\0${childRel}\0`);
+      }
+    }
+    return true;
+  };
+  try {
+    return (await walk('')) ? hash.digest('hex') : null;
+  } catch (err) {
+    // Changed or removed while read, or unreadable: not comparable (counts as different).
+    if (['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
     throw err;
   }
 }

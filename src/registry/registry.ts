@@ -7,7 +7,8 @@
  * A function that cannot be served (bad manifest, missing entry, build error, route conflict,
  * unknown runtime) is left out and reported in `problems`; it never stops the host.
  */
-import { access, constants, readdir, stat } from 'node:fs/promises';
+import { access, constants, readdir, readlink, realpath, stat } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
 import path from 'node:path';
 import semver from 'semver';
 import type { Logger } from 'pino';
@@ -130,7 +131,7 @@ export async function loadRegistry(options: RegistryOptions, previous?: Registry
     logger.error({ file, code }, `function not served: ${message}`);
   };
 
-  const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.') && e.name !== 'node_modules').map((e) => e.name).sort();
+  const dirs = await functionDirs(dir, entries, report);
   const loaded = await Promise.all(dirs.map(async (name): Promise<FunctionVersion | null> => {
     const fnDir = path.join(dir, name);
     const old = previous?.versions.get(name);
@@ -214,6 +215,57 @@ export async function loadRegistry(options: RegistryOptions, previous?: Registry
 }
 
 /**
+ * The names of the function directories among `entries` (the listing of `dir`), sorted: real
+ * directories, and symbolic links to a directory whose real path is inside the real path of
+ * `dir`. That is how a Kubernetes projected volume mounted at `dir` shows a function
+ * (`<id>@<version> -> ..data/<id>@<version>`, `..data -> ..<timestamp>`), and how an operator
+ * can point a name at another directory of the functions directory. A link that resolves
+ * outside it (`/etc`, another volume, `../x`) or to nothing is never followed: it is reported
+ * (an error log line and an entry of `problems`, FEZZ_ERR_MANIFEST_INVALID) and not loaded.
+ * Names starting with `.` (`..data`, staging) and `node_modules` are skipped; so are files
+ * and links to files, as before.
+ */
+async function functionDirs(dir: string, entries: Dirent[], report: (file: string, err: unknown) => void): Promise<string[]> {
+  const names: string[] = [];
+  let root: string | null = null;
+  for (const e of entries) {
+    if (e.name.startsWith('.') || e.name === 'node_modules') continue;
+    if (e.isDirectory()) {
+      names.push(e.name);
+      continue;
+    }
+    if (!e.isSymbolicLink()) continue;
+    const link = path.join(dir, e.name);
+    const shown = path.relative(process.cwd(), link) || link;
+    const to = await readlink(link).catch(() => '?');
+    let target: string;
+    try {
+      root ??= await realpath(dir);
+      target = await realpath(link);
+    } catch (err) {
+      const why = `symbolic link to ${JSON.stringify(to)} does not resolve (${(err as NodeJS.ErrnoException).code ?? err}); not loaded`;
+      report(shown, fezzError('FEZZ_ERR_MANIFEST_INVALID', [shown, why], err));
+      continue;
+    }
+    const st = await stat(target).catch(() => null);
+    if (st === null || !st.isDirectory()) continue;
+    if (!isInside(root, target)) {
+      const why = `symbolic link to ${JSON.stringify(to)} resolves to ${target}, which is not inside the functions directory ${root}; not followed (the target of a link to a function directory must be inside the functions directory)`;
+      report(shown, fezzError('FEZZ_ERR_MANIFEST_INVALID', [shown, why]));
+      continue;
+    }
+    names.push(e.name);
+  }
+  return names.sort();
+}
+
+/** Whether `p` is below `root` (both absolute, real paths; `root` itself is not). `..x` is a name, not a parent. */
+function isInside(root: string, p: string): boolean {
+  const rel = path.relative(root, p);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+}
+
+/**
  * The order in which functions claim their routes: a function already serving (the latest
  * version in `previous` unchanged) first, then functions that were serving with a new
  * version, then newcomers; by id within each group. So on a hot reload the function that
@@ -247,7 +299,10 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
     case 'isolate':
     case 'inline': {
       const label = path.relative(process.cwd(), fn.manifestPath);
-      const bundle = await bundleEntry(fn.entryPath, options.cacheDir, label);
+      // Bundled from its real path: when the entry is a link (a ConfigMap key), the bundle
+      // cache then keys on the file behind it, so a `..data` swap is a cache miss even while
+      // kubelet has not yet removed the old, unchanged target.
+      const bundle = await bundleEntry(await realpath(fn.entryPath), options.cacheDir, label);
       checkBuiltins(bundle.builtins, m.permissions, label);
       const hostSandbox = options.isolation === 'sandbox';
       if (hostSandbox && m.runtime === 'inline') {

@@ -223,7 +223,8 @@ describe('fezz deploy', () => {
     const replaced = await fezz(['deploy', hello, '--replace', '--host-url', admin, '--token', TOKEN]);
     assert.equal(replaced.code, 0, replaced.stderr);
     assert.equal(replaced.stdout, 'deployed hello@1.0.0\n');
-    assert.deepEqual(fake.seen.map((s) => `${s.method} ${s.url}`), ['POST /admin/deploy']);
+    // --replace tells the host too: it refuses other content for a version it has (409) without it.
+    assert.deepEqual(fake.seen.map((s) => `${s.method} ${s.url}`), ['POST /admin/deploy?replace=1']);
   });
 
   it('prints the host\'s reason and exits 1 when the deploy is refused', async () => {

@@ -199,7 +199,8 @@ describe('admin input', () => {
   });
 
   it('a delete while a deploy of that version runs is a 409; other versions deploy meanwhile', async () => {
-    const slow = deploy({ 'fezz.json': b64(manifest('same', '1.0.0')), 'index.js': b64(source('same v2', 800)) });
+    // Replaces the same@1.0.0 of the test above (other content: replaced explicitly, else 409).
+    const slow = admin('POST', '/admin/deploy?replace=1', { files: { 'fezz.json': b64(manifest('same', '1.0.0')), 'index.js': b64(source('same v2', 800)) } });
     try {
       await sleep(200); // the slow deploy is staged and starting its probe
       const del = await admin('DELETE', '/admin/functions/same/1.0.0');

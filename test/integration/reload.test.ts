@@ -71,7 +71,7 @@ describe('deploy through the admin API under load', () => {
   });
   after(async () => { await t.close(); await rm(dir, { recursive: true, force: true }); });
 
-  const deploy = (version: string, body: string, broken = false) => fetch(`${t.host.adminUrl}/admin/deploy`, {
+  const deploy = (version: string, body: string, broken = false, replace = false) => fetch(`${t.host.adminUrl}/admin/deploy${replace ? '?replace=1' : ''}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${t.host.token}`, 'content-type': 'application/json' },
     body: JSON.stringify({ files: {
@@ -90,8 +90,12 @@ describe('deploy through the admin API under load', () => {
       const n = load.seen.length;
       await until(() => load.seen.length > n + 20 && load.last() === body);
     }
-    // Re-deploying the same version with new code replaces it in place.
-    const again = await deploy('1.2.0', 'v3b');
+    // Re-deploying the same version with new code is refused (versions are immutable)...
+    const refused = await deploy('1.2.0', 'v3b');
+    assert.equal(refused.status, 409);
+    assert.equal((await refused.json() as { code: string }).code, 'FEZZ_ERR_VERSION_EXISTS');
+    // ...unless replaced explicitly: then it is replaced in place.
+    const again = await deploy('1.2.0', 'v3b', false, true);
     assert.equal(again.status, 201);
     await until(() => load.last() === 'v3b');
     const broken = await deploy('1.3.0', 'v4', true);

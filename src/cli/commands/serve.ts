@@ -5,6 +5,10 @@
  */
 import cluster from 'node:cluster';
 import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { SourceSync, SourceSyncOptions } from '../../fleet/source-sync.js';
+import type { S3StoreOptions } from '../../fleet/s3-store.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultTokenFile } from '../../config/token.js';
 import { DRAIN_DELAY_SERVE_MS, type HostOptions } from '../../config/options.js';
@@ -36,6 +40,19 @@ function ms(value: string): number {
   return n;
 }
 
+/** Take the static AWS keys out of the environment (fleet/s3-store.ts takeS3Credentials). */
+async function sourceCredentials(): Promise<S3StoreOptions | undefined> {
+  const { takeS3Credentials } = await import('../../fleet/s3-store.js');
+  const credentials = takeS3Credentials();
+  return credentials !== undefined ? { credentials } : undefined;
+}
+
+/** Start following `--source` (loaded on use: the AWS SDK is large). */
+async function startSource(o: SourceSyncOptions): Promise<SourceSync> {
+  const { startSourceSync } = await import('../../fleet/source-sync.js');
+  return startSourceSync(o);
+}
+
 export function serveCommand(): Command {
   return new Command('serve')
     .description('serve the functions in a directory over HTTP')
@@ -56,6 +73,8 @@ export function serveCommand(): Command {
     .addOption(new Option('--drain-delay <ms>', 'on SIGTERM, keep serving this long with /healthz answering 503 and connection: close on responses, before the listener closes (0 = close it at once)').env('FEZZ_DRAIN_DELAY').default(DRAIN_DELAY_SERVE_MS).argParser(ms))
     .addOption(new Option('--start-timeout <ms>', 'deadline for an instance to load its function, in ms').env('FEZZ_START_TIMEOUT').default(10_000).argParser(ms))
     .addOption(new Option('--isolation <tier>', 'weakest isolation allowed: "sandbox" runs every function (isolate, process, native) under bubblewrap; "thread" lets each manifest choose (trusted code only) (default: sandbox; with --dev: thread)').env('FEZZ_ISOLATION').choices(['thread', 'sandbox']))
+    .addOption(new Option('--source <url>', 'follow an object store: s3://bucket/prefix holds the desired functions (fezz deploy --to); synced before the port opens, then every --source-poll ms (docs/fleet.md)').env('FEZZ_SOURCE'))
+    .addOption(new Option('--source-poll <ms>', 'how often --source is checked for changes, in ms').env('FEZZ_SOURCE_POLL').default(1000).argParser(ms))
     .addOption(new Option('--workers <n>', 'host processes sharing the public port: an integer, or "auto" for one per core; each has its own isolates and plugins, the admin API covers them all (docs/scaling.md)').env('FEZZ_WORKERS').default(1).argParser(workersOption))
     .addOption(new Option('--max-connections <n>', 'most open public connections (default: the fd limit minus a reserve)').env('FEZZ_MAX_CONNECTIONS').argParser(count))
     .addOption(new Option('--headers-timeout <ms>', 'time a client has to send its request head, in ms').env('FEZZ_HEADERS_TIMEOUT').default(20_000).argParser(ms))
@@ -63,7 +82,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
     .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; adminSocket?: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; drainDelay: number; startTimeout: number;
-      isolation?: 'thread' | 'sandbox'; workers: number; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
+      isolation?: 'thread' | 'sandbox'; workers: number; source?: string; sourcePoll: number; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
       // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
       // leaves the environment now (before anything is spawned); a token on the command line
       // is visible in the process list, so say so.
@@ -84,6 +103,11 @@ export function serveCommand(): Command {
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
         bodyTimeoutMs: Number(opts.bodyTimeout), sendTimeoutMs: Number(opts.sendTimeout),
       };
+      // Object-store credentials leave the environment before anything is spawned, as the token does.
+      const s3 = opts.source ? await sourceCredentials() : undefined;
+      const follow = (logger: Logger, target: { deploy(pkg: unknown, o: { replace?: boolean }): Promise<{ key: string }>; remove(id: string, version: string): Promise<unknown> }) =>
+        startSource({ source: opts.source!, dir: path.resolve(opts.dir), logger, pollMs: opts.sourcePoll, s3,
+          deploy: (pkg, replace) => target.deploy(pkg, { replace }), remove: (id, version) => target.remove(id, version) });
       if (opts.workers > 1 && cluster.isWorker) {
         // A host process of a --workers host: this same command line, run by the primary.
         const { runWorker } = await import('../../cluster/worker.js');
@@ -92,7 +116,13 @@ export function serveCommand(): Command {
       }
       if (opts.workers > 1) {
         const { runPrimary } = await import('../../cluster/primary.js');
-        const p = await runPrimary({ workers: opts.workers, host: options, graceMs, drainDelayMs });
+        let sync: SourceSync | null = null;
+        const p = await runPrimary({
+          workers: opts.workers, host: options, graceMs, drainDelayMs,
+          // The first sync runs once every process loaded, before the port opens.
+          beforeListen: opts.source ? async (c) => { sync = await follow(c.logger, c); } : undefined,
+          onStop: () => sync?.close() ?? Promise.resolve(),
+        });
         const snap = await p.cluster.snapshot();
         p.logger.info({ url: p.url, admin: p.adminUrl, adminSocket: p.adminSocket ?? undefined, workers: p.cluster.pids(), functions: snap.functions.map((f) => f.key), problems: snap.problems.length }, `fezz listening on ${p.url} (${opts.workers} host processes)`);
         await announceIsolation(p.logger, isolation, opts.isolation !== undefined);
@@ -103,13 +133,19 @@ export function serveCommand(): Command {
       // Loaded here, not at the top: the other commands start faster without the host.
       const { createHost } = await import('../../host/host.js');
       const host = await createHost(options);
+      let sync: SourceSync | null = null;
+      if (opts.source) {
+        // The first sync before the port opens: the first request already finds what the store holds.
+        await host.prepare();
+        sync = await follow(host.logger, host);
+      }
       const { url } = await host.listen();
       const fns = host.functions();
       host.logger.info({ url, admin: host.adminUrl, adminSocket: host.adminSocket ?? undefined, functions: fns.map((f) => f.key), problems: host.problems.length }, `fezz listening on ${url}`);
       await announceIsolation(host.logger, isolation, opts.isolation !== undefined);
       announceToken(host.logger, { tokenFrom, tokenFile, adminSocket: host.adminSocket, adminUrl: host.adminUrl });
       announceServing(host.logger, fns);
-      const stop = shutdownOnce(host.logger, (g, d) => host.close(g, d), graceMs, drainDelayMs);
+      const stop = shutdownOnce(host.logger, async (g, d) => { await sync?.close(); await host.close(g, d); }, graceMs, drainDelayMs);
       // An unhandled rejection in the host's own thread (an inline function's stray promise)
       // is logged, not fatal: every other function keeps serving.
       process.on('unhandledRejection', (err) => host.logger.error({ err }, 'unhandled rejection in the host thread (an inline function?)'));
