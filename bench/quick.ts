@@ -1,7 +1,7 @@
 /**
  * The fezz benchmark suite (`npm run bench`): throughput against the peers (raw node:http,
- * Fastify, Hono, workerd, Bun, Deno) for every fezz runtime, cold start, density, soak and
- * server-sent events at 1,000 clients,
+ * Fastify, Hono, workerd, Bun, Deno) for every fezz runtime, multicore (node:cluster vs
+ * `fezz serve --workers`), cold start, density, soak and server-sent events at 1,000 clients,
  * with the targets of issue 5 checked, tables on stdout and a JSON + Markdown + SVG report
  * under bench/results/. See bench/README.md.
  *
@@ -24,12 +24,25 @@ import { runMatrix } from "./lib/runner.js";
 import { BASELINE, isFezz, peerNamed, servers as allServers, withBaseBuild } from "./lib/servers.js";
 import { runColdStart, type ColdStartResult } from "./lib/suite-coldstart.js";
 import { runDensity, type DensityResult } from "./lib/suite-density.js";
+import { runMulticore, type MulticoreResult } from "./lib/suite-multicore.js";
 import { runSoak, type SoakResult } from "./lib/suite-soak.js";
 import { runSse, sseRowOk, type SseResult } from "./lib/suite-sse.js";
 import { isUnavailable } from "./lib/sandbox-probe.js";
-import { coldStartGrid, coldStartNote, densityGrid, densityNote, soakGrid, sseGrid, sseNote, targetsGrid } from "./lib/suite-tables.js";
+import {
+  coldStartGrid,
+  coldStartNote,
+  densityGrid,
+  densityNote,
+  multicoreGrid,
+  multicoreNote,
+  soakGrid,
+  sseGrid,
+  sseNote,
+  targetsGrid,
+} from "./lib/suite-tables.js";
+import { smokeIncludes } from "./lib/smoke-plan.js";
 import { evaluateTargets } from "./lib/targets.js";
-import type { LoadGenerator, Row, ServerAdapter } from "./lib/types.js";
+import type { LoadGenerator, PairOutcome, Row, ServerAdapter } from "./lib/types.js";
 import { workloads as allWorkloads } from "./lib/workloads.js";
 
 // Never leave a server behind: on Ctrl-C, on SIGTERM, on a crash, and at exit.
@@ -110,6 +123,11 @@ async function main(): Promise<number> {
   const run = new Set(options.suites);
   const servers = run.has("throughput") ? chooseServers(options, skipped) : [];
   const workloads = select("workload", allWorkloads, options.workloads);
+  // A smoke run without --workloads: every server runs hello, not every workload (smoke-plan.ts).
+  const includes = options.smoke && options.workloads === undefined ? smokeIncludes : undefined;
+  if (includes !== undefined && run.has("throughput")) {
+    skipped.push("throughput: --smoke runs hello on every server, every workload on node-http and fezz-isolate, hello/echo/stream-1m on fezz-sandbox and fezz-inline; --workloads runs them all.");
+  }
   const soakServer = select("server", allServers, [options.soakServer])[0]!;
   const soakWorkload = select("workload", allWorkloads, [options.soakWorkload])[0]!;
   const sseServers = run.has("sse") ? chooseSseServers(options, skipped) : [];
@@ -124,7 +142,7 @@ async function main(): Promise<number> {
   // Install every peer package this run needs at once (one npm run); a failure is reported by
   // each peer that needed it, in its row, and the run goes on.
   const needed = new Set<string>();
-  for (const server of [...(run.has("throughput") ? servers : []), ...(run.has("soak") ? [soakServer] : []), ...sseServers]) {
+  for (const server of [...(run.has("throughput") ? servers : []), ...(run.has("multicore") ? [peerNamed(BASELINE)!] : []), ...(run.has("soak") ? [soakServer] : []), ...sseServers]) {
     for (const name of peerNamed(server.name)?.packages ?? []) needed.add(name);
   }
   await ensurePeerPackages([...needed]).catch(() => undefined);
@@ -155,7 +173,7 @@ async function main(): Promise<number> {
       logDir: null,
       pinned,
     };
-    const pairs = servers.length * workloads.length * options.rounds;
+    const pairs = servers.reduce((n, s) => n + workloads.filter((w) => includes?.(s.name, w.name) !== false).length, 0) * options.rounds;
     log(`throughput: ${pairs} pair(s) with ${generator.name}`);
     let done = 0;
     const rows = await timed("throughput", () =>
@@ -169,19 +187,37 @@ async function main(): Promise<number> {
         rounds: options.rounds,
         pick: options.pick,
         baseline: BASELINE,
-        onOutcome: (server, workload, outcome) => {
-          const what =
-            outcome.kind === "ok"
-              ? `${Math.round(outcome.measurement.rps).toLocaleString("en-US")} req/s, p99 ${outcome.measurement.p99Ms.toFixed(2)} ms`
-              : outcome.kind === "failed"
-                ? `failed (${outcome.stage}): ${outcome.reason}`
-                : "not supported";
-          log(`[${++done}/${pairs}] round ${outcome.round + 1} ${server} ${workload}: ${what}`);
-        },
+        ...(includes !== undefined ? { includes } : {}),
+        onOutcome: (server, workload, outcome) => log(`[${++done}/${pairs}] round ${outcome.round + 1} ${server} ${workload}: ${describe(outcome)}`),
       }),
     );
     throughput = { info, rows, servers: servers.map((s) => s.name), workloads: workloads.map((w) => w.name) };
     process.stdout.write(`\n${formatTable(rows, info)}\n`);
+  }
+
+  let multicore: MulticoreResult | null = null;
+  if (run.has("multicore")) {
+    const generator = chooseGenerator(options);
+    const hello = select("workload", allWorkloads, ["hello"])[0]!;
+    const pairs = 4 * options.rounds;
+    log(`multicore: ${pairs} run(s) with ${generator.name}: node-http and fezz-${options.multicoreRuntime}, x1 and x${options.multicoreWorkers}`);
+    let done = 0;
+    multicore = await timed("multicore", () =>
+      runMulticore({
+        workers: options.multicoreWorkers,
+        runtime: options.multicoreRuntime,
+        workload: hello,
+        generator,
+        durationS: options.durationS,
+        warmupS: options.warmupS,
+        connections: options.connections,
+        rounds: options.rounds,
+        pick: options.pick,
+        pinned,
+        onOutcome: (server, workload, outcome) => log(`[${++done}/${pairs}] round ${outcome.round + 1} ${server} ${workload}: ${describe(outcome)}`),
+      }),
+    );
+    process.stdout.write(`\nmulticore: ${multicoreNote(multicore)}\n\n${textGrid(multicoreGrid(multicore))}\n`);
   }
 
   let coldstart: ColdStartResult | null = null;
@@ -197,7 +233,9 @@ async function main(): Promise<number> {
     const tiers = options.densityTiers;
     density = await timed("density", async () => {
       const out: DensityResult[] = [];
-      for (const tier of tiers) out.push(await runDensity({ levels: options.densityLevels, tier }, log));
+      // Smoke: 250 ms before each RSS reading instead of 1 s (its figures are not for comparing).
+      const settle = options.smoke ? { settleMs: 250 } : {};
+      for (const tier of tiers) out.push(await runDensity({ levels: options.densityLevels, tier, ...settle }, log));
       return out;
     });
     for (const result of density) {
@@ -225,10 +263,10 @@ async function main(): Promise<number> {
     process.stdout.write(`\nsse: ${sseNote(sse)}\n\n${textGrid(sseGrid(sse))}\n`);
   }
 
-  const targets = evaluateTargets({ baseline: BASELINE, throughput: throughput?.rows ?? null, coldstart, density, soak, sse });
+  const targets = evaluateTargets({ baseline: BASELINE, throughput: throughput?.rows ?? null, coldstart, density, soak, sse, multicore });
   process.stdout.write(`\n${textGrid(targetsGrid(targets))}\n`);
 
-  const problems = failures(throughput?.rows ?? [], coldstart, density, soak, sse);
+  const problems = failures(throughput?.rows ?? [], multicore, coldstart, density, soak, sse);
   // Server logs only matter when something went wrong: keep them then, else clean up.
   const anyBad = problems.all.length > 0;
   if (throughput !== null) throughput = { ...throughput, info: { ...throughput.info, logDir: anyBad ? childLogDir() : null } };
@@ -242,6 +280,7 @@ async function main(): Promise<number> {
     durationsS,
     skipped,
     throughput,
+    multicore,
     coldstart,
     density,
     soak,
@@ -264,9 +303,18 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** One progress line's verdict on a pair: `31,200 req/s, p99 2.10 ms`, `failed (start): ...`, `not supported`. */
+function describe(outcome: PairOutcome): string {
+  if (outcome.kind === "ok") {
+    return `${Math.round(outcome.measurement.rps).toLocaleString("en-US")} req/s, p99 ${outcome.measurement.p99Ms.toFixed(2)} ms`;
+  }
+  return outcome.kind === "failed" ? `failed (${outcome.stage}): ${outcome.reason}` : "not supported";
+}
+
 /** What went wrong: everything, and the part that is fezz's (what fails a smoke run). */
 function failures(
   rows: readonly Row[],
+  multicore: MulticoreResult | null,
   coldstart: ColdStartResult | null,
   density: readonly DensityResult[] | null,
   soak: readonly SoakResult[] | null,
@@ -282,6 +330,9 @@ function failures(
   // is not fezz's failure: CI machines often forbid the user namespaces it needs.
   for (const row of rows) {
     if (isBad(row)) add(`throughput ${row.server} ${row.workload}`, isFezz(row.server) && !sandboxUnavailable(row));
+  }
+  for (const r of multicore?.rows ?? []) {
+    if (isBad(r.row)) add(`multicore ${r.row.server}`, isFezz(r.row.server));
   }
   if (coldstart !== null) {
     if (coldstart.error !== null) add(`coldstart: ${coldstart.error}`, true);

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import type { JsRuntime } from "./fezz-functions.js";
 import type { PickRule } from "./types.js";
 
-export const SUITES = ["throughput", "coldstart", "density", "soak", "sse"] as const;
+export const SUITES = ["throughput", "multicore", "coldstart", "density", "soak", "sse"] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 export interface QuickOptions {
@@ -27,7 +27,10 @@ export interface QuickOptions {
   readonly servers: readonly string[] | undefined;
   /** Include workerd, Bun and Deno in a smoke run. @default false */
   readonly peers: boolean;
-  /** Workload names to run; undefined: all. */
+  /**
+   * Workload names to run; undefined: all (smoke: every server runs hello, node-http and
+   * fezz-isolate every workload, smoke-plan.ts).
+   */
   readonly workloads: readonly string[] | undefined;
   /** `auto`: wrk when it is on PATH, else autocannon. @default "auto" */
   readonly load: "auto" | "wrk" | "autocannon";
@@ -40,6 +43,10 @@ export interface QuickOptions {
    * `<name>@base` right after its own. @default undefined (none)
    */
   readonly baseBin: string | undefined;
+  /** Multicore: host processes of the xN rows (node:cluster workers, `fezz serve --workers`). @default 2 */
+  readonly multicoreWorkers: number;
+  /** Multicore: the fezz runtime of its rows (`--isolation thread`, one instance per process). @default "isolate" */
+  readonly multicoreRuntime: "isolate" | "inline";
   /** Cold start: functions per runtime. @default 25 (smoke: 3) */
   readonly coldstartFunctions: number;
   /** Cold start: runtimes (`sandbox`: isolate with `"isolation": "sandbox"`). @default ["isolate", "inline", "sandbox"] */
@@ -82,14 +89,16 @@ export interface QuickOptions {
 
 export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx bench/quick.ts [flags])
 
-  --suite a,b              throughput, coldstart, density, soak, sse           (default all)
+  --suite a,b              throughput, multicore, coldstart, density, soak, sse (default all)
   --smoke                  every suite once, tiny sizes (CI); skips workerd, bun, deno unless --peers;
                            exits 1 only when a fezz row or suite fails
   --peers                  with --smoke: also run workerd, bun and deno (about 100 MB each to install)
 
  throughput
   --servers a,b            e.g. node-http,fastify,fezz-isolate                 (default all)
-  --workloads a,b          hello, json, todos-get, todos-post, echo, table, stream-1m (default all)
+  --workloads a,b          hello, json, todos-get, todos-post, echo, table, stream-1m (default all;
+                           smoke: hello on every server, every workload on node-http and fezz-isolate,
+                           hello/echo/stream-1m on fezz-sandbox and fezz-inline)
   --duration <s>           seconds of measured load per (server, workload) pair (default 10; smoke: 1)
   --warmup <s>             seconds of unmeasured load before each measurement   (default 1; smoke: 0)
   --connections <n>        concurrent keep-alive connections                     (default 64)
@@ -99,6 +108,11 @@ export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx
   --threads <n>            wrk threads                                           (default 1)
   --pin                    load generator on CPU 0, servers on the other CPUs (taskset; every suite)
   --base-bin <fezz.js>     also run each chosen fezz server on this build, as <name>@base (A/B)
+
+ multicore (hello; node:http x1 and under node:cluster xN, fezz x1 and serve --workers N;
+ --duration, --warmup, --connections, --rounds, --pick, --load as for throughput)
+  --multicore-workers <n>  processes of the xN rows                            (default 2)
+  --multicore-runtime <r>  isolate | inline: the fezz function's runtime       (default isolate)
 
  coldstart
   --coldstart-functions <n>  distinct functions per runtime                    (default 25; smoke: 3)
@@ -150,6 +164,8 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
       threads: { type: "string" },
       pin: { type: "boolean", default: false },
       "base-bin": { type: "string" },
+      "multicore-workers": { type: "string" },
+      "multicore-runtime": { type: "string" },
       "coldstart-functions": { type: "string" },
       "coldstart-runtimes": { type: "string" },
       "coldstart-burst": { type: "string" },
@@ -198,6 +214,8 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
     threads: integer("--threads", values.threads, 1),
     pin: values.pin === true,
     baseBin: values["base-bin"],
+    multicoreWorkers: workerCount(values["multicore-workers"]),
+    multicoreRuntime: oneOf("--multicore-runtime", values["multicore-runtime"], ["isolate", "inline"] as const, "isolate"),
     coldstartFunctions: integer("--coldstart-functions", values["coldstart-functions"], smoke ? 3 : 25),
     coldstartRuntimes: [...new Set(runtimes)] as JsRuntime[],
     coldstartBurst: integer("--coldstart-burst", values["coldstart-burst"], smoke ? 3 : 10),
@@ -236,6 +254,13 @@ function nonNegative(flag: string, raw: string | undefined, fallback: number): n
 function integer(flag: string, raw: string | undefined, fallback: number): number {
   const n = positive(flag, raw, fallback, "a positive integer");
   if (!Number.isInteger(n)) throw new TypeError(`${flag} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** `--multicore-workers`: 2..64 processes (1 would compare a server with itself). */
+function workerCount(raw: string | undefined): number {
+  const n = integer("--multicore-workers", raw, 2);
+  if (n < 2 || n > 64) throw new TypeError(`--multicore-workers must be an integer from 2 to 64, got ${JSON.stringify(raw)}`);
   return n;
 }
 

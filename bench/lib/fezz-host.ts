@@ -26,6 +26,11 @@ export interface FezzStartOptions {
   readonly readyTimeoutMs?: number;
   /** The `bin/fezz.js` to run. @default {@link fezzBin} */
   readonly bin?: string;
+  /**
+   * `fezz serve --workers <n>`: host processes sharing the port (the multicore suite). Left
+   * out when undefined (one process, the host itself). Throws when the build has no such flag.
+   */
+  readonly workers?: number;
 }
 
 export interface RunningFezz extends RunningServer {
@@ -63,6 +68,14 @@ export async function startFezz(options: FezzStartOptions): Promise<RunningFezz>
   // the bench asks for the thread floor, and the sandbox rows say `"isolation": "sandbox"` in
   // their manifests (fezz-functions.ts), as each row's tier is the manifest's.
   if (flags.has("--isolation")) args.push("--isolation", "thread");
+  // The drain delay (5 s by default: /healthz 503 while a load balancer notices) keeps a host
+  // alive after SIGTERM with nothing to notice it: every stop would cost 5 s, after the
+  // measurement. The bench stops its servers at once.
+  if (flags.has("--drain-delay")) args.push("--drain-delay", "0");
+  if (options.workers !== undefined) {
+    if (!flags.has("--workers")) throw new Error("this fezz build has no --workers flag (fezz serve --workers)");
+    args.push("--workers", String(options.workers));
+  }
   if (options.cacheDir !== undefined) {
     if (!flags.has("--cache-dir")) throw new Error("this fezz build has no --cache-dir flag");
     args.push("--cache-dir", options.cacheDir);

@@ -98,12 +98,15 @@ function descendants(pid: number): number[] {
   return out.sort((a, b) => a - b);
 }
 
-/** `comm` of a process; for a Node process, the file name of its script instead. */
+/**
+ * `comm` of a process; for a Node process, the file name of its script instead (Node 24 names
+ * its main thread, so a Node process's `comm` is `MainThread` there, `node` before).
+ */
 function programName(pid: number): string {
   let comm = "?";
   try {
     comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-    if (comm !== "node") return comm;
+    if (comm !== "node" && comm !== "MainThread") return comm;
     const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(1);
     // Skip node's flags (and the value of --import/--require/-r); the first other argument is the script.
     for (let i = 0; i < args.length; i++) {

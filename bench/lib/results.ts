@@ -10,9 +10,21 @@ import { markdownGrid } from "./grid.js";
 import { pinnedText, rowJson, throughputGrid, type RunInfo } from "./report.js";
 import type { ColdStartResult } from "./suite-coldstart.js";
 import type { DensityResult } from "./suite-density.js";
+import type { MulticoreResult } from "./suite-multicore.js";
 import type { SoakResult } from "./suite-soak.js";
 import type { SseResult } from "./suite-sse.js";
-import { coldStartGrid, coldStartNote, densityGrid, densityNote, soakGrid, sseGrid, sseNote, targetsGrid } from "./suite-tables.js";
+import {
+  coldStartGrid,
+  coldStartNote,
+  densityGrid,
+  densityNote,
+  multicoreGrid,
+  multicoreNote,
+  soakGrid,
+  sseGrid,
+  sseNote,
+  targetsGrid,
+} from "./suite-tables.js";
 import type { TargetRow } from "./targets.js";
 import type { Row } from "./types.js";
 
@@ -26,6 +38,8 @@ export interface BenchResults {
   /** Peers left out of this run and why (e.g. smoke without --peers). */
   readonly skipped: readonly string[];
   readonly throughput: { readonly info: RunInfo; readonly rows: readonly Row[]; readonly servers: readonly string[]; readonly workloads: readonly string[] } | null;
+  /** Issue 13: node:http and fezz in one process and in N; null when the suite did not run. */
+  readonly multicore: MulticoreResult | null;
   readonly coldstart: ColdStartResult | null;
   /** One per tier measured (`isolate`, `sandbox`), each on its own host. */
   readonly density: readonly DensityResult[] | null;
@@ -47,12 +61,23 @@ export function machine(): Record<string, unknown> {
 }
 
 export function resultsJson(results: BenchResults): string {
-  const { throughput, ...rest } = results;
+  const { throughput, multicore, ...rest } = results;
   return `${JSON.stringify(
     {
       ...rest,
       machine: machine(),
       throughput: throughput === null ? null : { info: throughput.info, rows: throughput.rows.map(rowJson) },
+      multicore:
+        multicore === null
+          ? null
+          : {
+              ...multicore,
+              rows: multicore.rows.map((r) => {
+                // The runner's `ratio` is against one-process node-http: vsNode replaces it.
+                const { server: _name, ratio: _ratio, ...row } = rowJson(r.row);
+                return { server: r.server, processes: r.processes, vsNode: r.vsNode, scaling: r.scaling, treePeakMb: r.treePeakMb, ...row };
+              }),
+            },
     },
     null,
     2,
@@ -82,7 +107,7 @@ export function resultsMarkdown(results: BenchResults, svgFile: string | null): 
   ];
   for (const note of results.skipped) out.push(`- ${note}`);
   if (results.skipped.length > 0) out.push("");
-  out.push("## Targets (issues 5, 11, 12)", "", markdownGrid(targetsGrid(results.targets)), "");
+  out.push("## Targets (issues 5, 11, 12, 13)", "", markdownGrid(targetsGrid(results.targets)), "");
   const t = results.throughput;
   if (t !== null) {
     const i = t.info;
@@ -95,6 +120,9 @@ export function resultsMarkdown(results: BenchResults, svgFile: string | null): 
     );
     if (svgFile !== null) out.push(`![RPS relative to raw node:http](${basename(svgFile)})`, "");
     out.push(markdownGrid(throughputGrid(t.rows)), "");
+  }
+  if (results.multicore !== null) {
+    out.push("## Multicore (issue 13)", "", multicoreNote(results.multicore), "", markdownGrid(multicoreGrid(results.multicore)), "");
   }
   if (results.coldstart !== null) {
     out.push("## Cold start", "", coldStartNote(results.coldstart), "", markdownGrid(coldStartGrid(results.coldstart)), "");

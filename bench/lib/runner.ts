@@ -26,6 +26,11 @@ export interface RunOptions {
   readonly baseline: string;
   /** Called after each pair, for progress output. */
   readonly onOutcome?: (server: string, workload: string, outcome: PairOutcome) => void;
+  /**
+   * Which (server, workload) pairs run at all (a smoke run's shorter matrix, smoke-plan.ts);
+   * a pair left out is neither run nor a row. Default: every pair.
+   */
+  readonly includes?: (server: string, workload: string) => boolean;
 }
 
 export async function runMatrix(options: RunOptions): Promise<Row[]> {
@@ -35,6 +40,7 @@ export async function runMatrix(options: RunOptions): Promise<Row[]> {
     const order = round % 2 === 0 ? options.servers : [...options.servers].reverse();
     for (const workload of options.workloads) {
       for (const server of order) {
+        if (options.includes?.(server.name, workload.name) === false) continue;
         const previous = startFailures.get(server.name);
         const outcome: PairOutcome =
           previous === undefined
@@ -56,6 +62,7 @@ export async function runMatrix(options: RunOptions): Promise<Row[]> {
     }
     const baseRounds = outcomes.get(`${options.baseline}\0${workload.name}`) ?? [];
     for (const server of options.servers) {
+      if (options.includes?.(server.name, workload.name) === false) continue;
       const picked = picks.get(server.name) ?? null;
       const rounds = outcomes.get(`${server.name}\0${workload.name}`) ?? [];
       rows.push({

@@ -27,6 +27,7 @@ function fezz(
   functionsDir: (workload: Workload) => string,
   prepare?: () => Promise<void>,
   bin?: string,
+  workers?: number,
 ): ServerAdapter {
   return {
     name,
@@ -35,7 +36,12 @@ function fezz(
       await prepare?.(); // e.g. compile the plugin; its failure is this start's failure
       const dir = functionsDir(workload);
       try {
-        const running = await startFezz({ label: name, dir, ...(bin !== undefined ? { bin } : {}) });
+        const running = await startFezz({
+          label: name.replace(/\s+/g, "-"),
+          dir,
+          ...(bin !== undefined ? { bin } : {}),
+          ...(workers !== undefined ? { workers } : {}),
+        });
         return {
           url: running.url,
           pid: running.pid,
@@ -69,6 +75,22 @@ function jsFezz(runtime: JsRuntime, bin?: string): ServerAdapter {
     (workload) => workloadFunctionsDir(workload, runtime),
     runtime === "sandbox" ? requireSandbox : undefined,
     bin,
+  );
+}
+
+/**
+ * The multicore suite's fezz rows: the workload's handler on `runtime` as the throughput row
+ * serves it, in one host process (`workers` undefined, named `fezz-<runtime>`) or in
+ * `fezz serve --workers <n>` (named `fezz-<runtime> x<n>`).
+ */
+export function jsFezzProcesses(runtime: "isolate" | "inline", workers?: number): ServerAdapter {
+  return fezz(
+    `fezz-${runtime}${workers !== undefined ? ` x${workers}` : ""}`,
+    jsPath,
+    (workload) => workloadFunctionsDir(workload, runtime),
+    undefined,
+    undefined,
+    workers,
   );
 }
 

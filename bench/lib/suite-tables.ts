@@ -5,6 +5,8 @@
 import type { Grid } from "./grid.js";
 import type { ColdStartResult } from "./suite-coldstart.js";
 import type { DensityResult, DensitySample } from "./suite-density.js";
+import { whyNoResult } from "./report.js";
+import type { MulticoreResult } from "./suite-multicore.js";
 import type { SoakResult } from "./suite-soak.js";
 import type { SseResult } from "./suite-sse.js";
 import type { TargetRow } from "./targets.js";
@@ -148,6 +150,107 @@ export function sseNote(result: SseResult): string {
     `all open / all done = from the first connect until every client had its head / until the last stream ended. ` +
     `Peak RSS = VmHWM of the server + its descendants (sandboxes). fezz: one instance, limits.concurrency ${Math.min(10_000, result.clients + 64)}.`
   );
+}
+
+const ratio = (n: number | null): string => (n === null ? "-" : `${n.toFixed(2)}x`);
+
+/** The multicore table: one-process rows, then the xN rows, each fezz row under its node:http row. */
+export function multicoreGrid(result: MulticoreResult): Grid {
+  return {
+    headers: ["server", "processes", "RPS", "p50 ms", "p99 ms", "peak RSS MB", "vs node-http", `scaling x${result.workers}/x1`, "notes"],
+    right: new Set([1, 2, 3, 4, 5, 6, 7]),
+    rows: result.rows.map((r) => {
+      const picked = r.row.picked;
+      if (picked === null) return [r.server, String(r.processes), "-", "-", "-", "-", "-", "-", whyNoResult(r.row.rounds)];
+      const m = picked.measurement;
+      const notes: string[] = [];
+      if (picked.children.length > 0) {
+        notes.push(`server ${mb(picked.peakRssMb)} + children: ${picked.children.map((c) => `${c.name} ${c.peakRssMb.toFixed(1)}`).join(", ")} MB`);
+      }
+      if (r.scaling !== null && r.scaling > r.processes * 1.1) {
+        notes.push(`scaling above ${r.processes}.0: the machine was busier during the x1 run than during this one; use more --rounds`);
+      }
+      if (m.non2xx > 0) notes.push(`${m.non2xx} non-2xx`);
+      if (m.errors > 0) notes.push(`${m.errors} socket errors`);
+      const failed = r.row.rounds.filter((o) => o.kind === "failed").length;
+      if (failed > 0) notes.push(`${failed}/${r.row.rounds.length} rounds failed`);
+      if (r.row.rounds.length > 1) {
+        notes.push(`rounds: ${r.row.rounds.flatMap((o) => (o.kind === "ok" ? [Math.round(o.measurement.rps).toLocaleString("en-US")] : [])).join(" / ")}`);
+      }
+      return [
+        r.server,
+        String(r.processes),
+        Math.round(m.rps).toLocaleString("en-US"),
+        m.p50Ms.toFixed(2),
+        m.p99Ms.toFixed(2),
+        mb(r.treePeakMb),
+        ratio(r.vsNode),
+        r.processes === 1 ? "" : ratio(r.scaling),
+        notes.join("; "),
+      ];
+    }),
+  };
+}
+
+/**
+ * What the multicore table measured and how to read it on this machine: the run's set-up,
+ * how the port is shared, the ratios, and why xN / x1 stays below N when the load generator
+ * shares the CPUs with the servers (or when --pin leaves them fewer CPUs than processes).
+ */
+export function multicoreNote(result: MulticoreResult): string {
+  const n = result.workers;
+  const rounds = result.rounds === 1 ? "1 round" : `${result.rounds} rounds, ${result.pick} round shown`;
+  const sharing =
+    result.portSharing === "SO_REUSEPORT"
+      ? `each process binds the port with SO_REUSEPORT and the kernel spreads the connections`
+      : `the primary process accepts each connection and hands it to a worker in turn (node:cluster round-robin; fezz's primary does the same)`;
+  const parts = [
+    `${result.workload}, ${result.loadGenerator}, ${result.connections} connections, ${result.warmupS} s warm-up + ${result.durationS} s per server, ${rounds}; ` +
+      `node ${result.node}, ${result.cpus} CPU (${result.cpuModel ?? "unknown"}), load average ${result.loadavg.map((n) => n.toFixed(2)).join(" ")} at the start.`,
+    `x1 = one process: raw node:http (the throughput baseline) and \`fezz serve\` as the throughput rows run it (--isolation thread, the ${result.runtime} runtime, one instance). ` +
+      `x${n} = the same node:http handler in ${n} node:cluster workers, and \`fezz serve --workers ${n}\` (${n} host processes, one instance each). ` +
+      `Port sharing on this Node: ${sharing}.`,
+    `vs node-http = RPS / RPS of the node:http row with as many processes; scaling = x${n} RPS / x1 RPS of the same server; both per round, median over rounds. ` +
+      `peak RSS = VmHWM of the server process + every descendant (workers, esbuild's service).`,
+  ];
+  parts.push(...multicoreCaveats(result));
+  return parts.join(" ");
+}
+
+/** The honest part of the note: why this machine cannot show a scaling of N (empty when it can). */
+export function multicoreCaveats(result: Pick<MulticoreResult, "workers" | "cpus" | "pinned" | "runtime" | "loadGenerator">): string[] {
+  const n = result.workers;
+  const out: string[] = [];
+  if (result.pinned !== null) {
+    const serverCpus = countCpus(result.pinned.servers);
+    out.push(
+      `Pinned: every server, all ${n} processes included, shares CPU ${result.pinned.servers} (${serverCpus} CPU) while the load generator has CPU ${result.pinned.generator}` +
+        (serverCpus < n ? `, so x${n} / x1 cannot exceed about ${serverCpus}.0: it measures the cost of ${n} processes on ${serverCpus} CPU, not scaling.` : "."),
+    );
+  } else if (result.cpus <= n) {
+    out.push(
+      `Read the scaling with care: the load generator (${result.loadGenerator}) runs on this ${result.cpus}-CPU machine and takes about one core while it drives the load, ` +
+        `so the x${n} servers get roughly ${result.cpus - 1} core${result.cpus - 1 === 1 ? "" : "s"} plus what it leaves: x${n} / x1 cannot reach ${n}.0 here. ` +
+        `node:http's own scaling in the same run is what this machine allows; compare fezz's with it, not with ${n}.0.`,
+    );
+  } else {
+    out.push(`The load generator runs on this machine too and takes up to one of its ${result.cpus} CPUs.`);
+  }
+  if (result.runtime === "isolate") {
+    out.push(`fezz isolate: each host process runs two busy threads (its event loop and the function's worker thread), so even x1 uses more than one core.`);
+  }
+  return out;
+}
+
+/** CPUs in a `taskset -c` list, e.g. `"1"` -> 1, `"1-3"` -> 3, `"0,2-3"` -> 3. */
+export function countCpus(list: string): number {
+  let count = 0;
+  for (const part of list.split(",")) {
+    const [from, to] = part.split("-").map((x) => Number(x.trim()));
+    if (from === undefined || !Number.isInteger(from)) continue;
+    count += to === undefined || !Number.isInteger(to) ? 1 : Math.max(0, to - from + 1);
+  }
+  return count;
 }
 
 export function targetsGrid(targets: readonly TargetRow[]): Grid {

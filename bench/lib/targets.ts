@@ -4,6 +4,7 @@
  */
 import type { ColdStartResult } from "./suite-coldstart.js";
 import type { DensityResult } from "./suite-density.js";
+import type { MulticoreResult } from "./suite-multicore.js";
 import type { SoakResult } from "./suite-soak.js";
 import type { SseResult } from "./suite-sse.js";
 import type { Row } from "./types.js";
@@ -28,6 +29,7 @@ export interface TargetInputs {
   readonly density: readonly DensityResult[] | null;
   readonly soak: readonly SoakResult[] | null;
   readonly sse?: SseResult | null;
+  readonly multicore?: MulticoreResult | null;
 }
 
 /** The SSE target's size: the p99 is judged only at this many clients or more. */
@@ -148,6 +150,30 @@ export function evaluateTargets(inputs: TargetInputs): TargetRow[] {
         : `${p99.toFixed(1)} ms, ${sseRun!.completed}/${sseRun!.clients} done` + (full ? "" : ` (${sse!.clients} clients: no verdict)`),
     met: p99 === null || !full ? null : p99 <= 50 && allDone,
     where: "sse",
+  });
+
+  // Issue 13: more host processes. No goal: on a 2-CPU machine that also runs the load
+  // generator, x2 / x1 cannot reach 2.0 for any server; fezz's is shown beside node:http's.
+  const multi = inputs.multicore ?? null;
+  const n = multi?.workers ?? 2;
+  const fezzN = multi?.rows.find((r) => r.server.startsWith("fezz-") && r.processes > 1) ?? null;
+  const nodeN = multi?.rows.find((r) => !r.server.startsWith("fezz-") && r.processes > 1) ?? null;
+  out.push({
+    target: `fezz --workers ${n} scaling, x${n} / x1 RPS (issue 13)`,
+    goal: "(no goal; reported beside node:cluster's)",
+    measured:
+      fezzN?.scaling == null
+        ? "-"
+        : `${fezzN.scaling.toFixed(2)}x (node:http x${n}: ${nodeN?.scaling == null ? "-" : `${nodeN.scaling.toFixed(2)}x`}; ${multi!.cpus} CPU)`,
+    met: null,
+    where: "multicore",
+  });
+  out.push({
+    target: `fezz --workers ${n} RPS vs node:http in ${n} node:cluster workers (issue 13)`,
+    goal: "(no goal; reported)",
+    measured: fezzN?.vsNode == null ? "-" : `${fezzN.vsNode.toFixed(2)}x`,
+    met: null,
+    where: "multicore",
   });
 
   for (const soak of inputs.soak ?? [{ server: "fezz-isolate", workload: "hello", ratio: null } as const]) {

@@ -5,6 +5,11 @@
 //
 //   node bench/servers/raw-node.mjs --port 3000 [--host 127.0.0.1]
 //   PORT=3000 HOST=127.0.0.1 node bench/servers/raw-node.mjs
+//
+// As a node:cluster worker (servers/raw-node-cluster.mjs) it listens only when its primary
+// sends "listen", so every worker joins the port at the same moment, and with --reuse-port it
+// binds the port itself with SO_REUSEPORT (Node 22.12+), as fezz's --workers host processes do.
+import cluster from "node:cluster";
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { sseParams } from "../handlers/sse.mjs";
@@ -13,7 +18,7 @@ import { renderTable } from "../handlers/table.mjs";
 import { createTodo, getTodo, listTodos } from "./native-todos.mjs";
 
 const { values } = parseArgs({
-  options: { port: { type: "string" }, host: { type: "string" } },
+  options: { port: { type: "string" }, host: { type: "string" }, "reuse-port": { type: "boolean", default: false } },
 });
 const port = Number(values.port ?? process.env.PORT ?? 3000);
 const host = values.host ?? process.env.HOST ?? "127.0.0.1";
@@ -137,10 +142,23 @@ const server = createServer((req, res) => {
   }
 });
 
-server.listen(port, host, () => {
-  const address = server.address();
-  console.log(`raw-node listening on http://${host}:${typeof address === "object" && address ? address.port : port}`);
-});
+function listen() {
+  // exclusive: this process's own socket (a cluster worker otherwise asks its primary).
+  const how = values["reuse-port"] ? { port, host, reusePort: true, exclusive: true } : { port, host };
+  server.listen(how, () => {
+    const address = server.address();
+    const where = `http://${host}:${typeof address === "object" && address ? address.port : port}`;
+    console.log(`raw-node${cluster.isWorker ? ` worker ${cluster.worker.id} (pid ${process.pid})` : ""} listening on ${where}`);
+    if (cluster.isWorker) process.send("listening");
+  });
+}
+
+if (cluster.isWorker) {
+  process.on("message", (message) => {
+    if (message === "listen") listen();
+  });
+  process.send("loaded");
+} else listen();
 
 for (const signal of ["SIGTERM", "SIGINT"]) {
   process.on(signal, () => {
