@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `fezz` command: runs the compiled CLI (npm run build writes dist/).
 //
-// `fezz serve` runs Node with --zero-fill-buffers: memory a function gets from
+// `fezz serve` (and `fezz dev`) runs Node with --zero-fill-buffers: memory a function gets from
 // Buffer.allocUnsafe/allocUnsafeSlow is zeroed, so it never holds bytes another function (or
 // the host) left behind in a freed buffer (measured: 17.9k of 20k such buffers showed another
 // function's secrets without it, 0 with it, at no measurable cost). When the flag is missing,
@@ -18,7 +18,7 @@ if (!existsSync(compiled)) {
   process.exit(1);
 }
 
-if (process.argv[2] === 'serve' && !process.execArgv.includes('--zero-fill-buffers') && process.env.FEZZ_NO_RELAUNCH !== '1') {
+if ((process.argv[2] === 'serve' || process.argv[2] === 'dev') && !process.execArgv.includes('--zero-fill-buffers') && process.env.FEZZ_NO_RELAUNCH !== '1') {
   const args = ['--zero-fill-buffers', ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)];
   if (typeof process.execve === 'function') {
     process.execve(process.execPath, [process.execPath, ...args], process.env);

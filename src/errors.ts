@@ -46,6 +46,15 @@ export const errorSpecs = {
   FEZZ_ERR_INSTANCE_OUT_OF_MEMORY: { message: 'Function %s ran out of memory (limit %s MB)', statusCode: 500, base: RangeError },
   FEZZ_ERR_INSTANCE_START_FAILED: { message: 'Function %s failed to start: %s', statusCode: 500, base: Error },
 
+  // --- WebSockets (websocket/) ---
+  FEZZ_ERR_WEBSOCKET_HANDSHAKE: { message: 'Bad WebSocket handshake: %s', statusCode: 400, base: Error },
+  FEZZ_ERR_WEBSOCKET_UNSUPPORTED: { message: 'Function %s cannot accept WebSockets: its runtime (%s) does not carry them; isolate and inline functions do (docs/websockets.md)', statusCode: 501, base: Error },
+  FEZZ_ERR_WEBSOCKET_LIMIT: { message: 'Function %s has %s WebSockets open already (limits.maxWebSockets); retry later', statusCode: 503, base: RangeError },
+
+  // --- scheduled runs: cron triggers and `fezz trigger` (triggers/) ---
+  FEZZ_ERR_SCHEDULED_MISSING: { message: 'Function %s has no scheduled handler: expected export default { scheduled(controller, env, ctx) { ... } } (a plugin: it answered that it handles no scheduled events)', statusCode: 409, base: TypeError },
+  FEZZ_ERR_SCHEDULED_FAILED: { message: 'Scheduled run of %s (cron %s) failed: %s', statusCode: 500, base: Error },
+
   // --- plugins: the request-id ABI and the process/native runtimes (abi/, runtime/process) ---
   FEZZ_ERR_ABI_UNAUTHORIZED: { message: 'Missing or wrong bearer token', statusCode: 401, base: Error },
   FEZZ_ERR_ABI_FORBIDDEN: { message: 'This token may only fetch and answer its own function\'s requests', statusCode: 403, base: Error },
@@ -72,6 +81,24 @@ export const errorSpecs = {
   FEZZ_ERR_DEPLOY_IN_PROGRESS: { message: 'A deploy or delete of %s is already in progress; retry once it is done', statusCode: 409, base: Error },
   FEZZ_ERR_VERSION_EXISTS: { message: '%s is already deployed to %s with other content: versions are immutable; bump "version", or replace it explicitly (fezz deploy --replace; POST /admin/deploy?replace=1)', statusCode: 409, base: Error },
 
+  // --- secrets: the encrypted store of per-function secret values (secrets/) ---
+  FEZZ_ERR_SECRET_NAME_INVALID: { message: 'Invalid secret name %s: %s', statusCode: 400, base: TypeError },
+  FEZZ_ERR_SECRET_VALUE_INVALID: { message: 'Invalid value for secret %s: %s', statusCode: 400, base: TypeError },
+  FEZZ_ERR_SECRET_LIMIT: { message: 'Secret %s of %s: %s', statusCode: 413, base: RangeError },
+  FEZZ_ERR_SECRET_NOT_FOUND: { message: 'Function %s has no secret %s', statusCode: 404, base: Error },
+  FEZZ_ERR_SECRET_CLASH: { message: '%s: %s is both a secret and a manifest env value (%s); a name is one or the other: rename one, or remove it (fezz secret delete %s %s)', statusCode: 409, base: Error },
+  FEZZ_ERR_SECRETS_DISABLED: { message: 'This host has no secrets store: start it with the secretsDir option (fezz serve has one by default: --secrets-dir)', statusCode: 501, base: Error },
+  FEZZ_ERR_SECRETS_KEY: { message: 'Secrets key %s: %s', statusCode: 500, base: Error },
+  FEZZ_ERR_SECRETS_STORE: { message: 'Secrets store file %s: %s', statusCode: 500, base: Error },
+  FEZZ_ERR_DEV_VARS_INVALID: { message: 'Local secrets file %s: %s', statusCode: 500, base: TypeError },
+
+  // --- fleets: deploys through an S3-compatible object store (fleet/) ---
+  FEZZ_ERR_FLEET_URL_INVALID: { message: 'Invalid object store location %s: %s', statusCode: 400, base: TypeError },
+  FEZZ_ERR_FLEET_STORE: { message: 'Object store %s: %s', statusCode: 502, base: Error },
+  FEZZ_ERR_FLEET_STATE_INVALID: { message: 'Desired-state document %s is invalid: %s', statusCode: 502, base: TypeError },
+  FEZZ_ERR_FLEET_BUNDLE_INVALID: { message: 'Bundle %s of %s is refused: %s', statusCode: 422, base: Error },
+  FEZZ_ERR_FLEET_CONTENDED: { message: 'Gave up updating %s after %s attempts: other deploys kept changing it; retry', statusCode: 503, base: Error },
+
   // --- manifests and the functions directory (manifest/registry) ---
   FEZZ_ERR_MANIFEST_INVALID: { message: '%s: %s', statusCode: 500, base: TypeError },
   FEZZ_ERR_MANIFEST_DIR_NAME: { message: '%s: directory name must be "%s" (from the manifest\'s id and version), got "%s"', statusCode: 500, base: TypeError },
@@ -84,13 +111,6 @@ export const errorSpecs = {
   FEZZ_ERR_CONFIG_INVALID: { message: 'Invalid option %s: expected %s, received %s', statusCode: 500, base: TypeError },
   FEZZ_ERR_ADMIN_SOCKET_IN_USE: { message: 'Admin socket %s is in use: a server answers on it (another fezz serve?); stop it or choose another --admin-socket', statusCode: 500, base: Error },
   FEZZ_ERR_ADMIN_SOCKET_UNUSABLE: { message: 'Cannot listen on the admin socket %s: %s', statusCode: 500, base: Error },
-
-  // --- fleets: deploys through an S3-compatible object store (fleet/) ---
-  FEZZ_ERR_FLEET_URL_INVALID: { message: 'Invalid object store location %s: %s', statusCode: 400, base: TypeError },
-  FEZZ_ERR_FLEET_STORE: { message: 'Object store %s: %s', statusCode: 502, base: Error },
-  FEZZ_ERR_FLEET_STATE_INVALID: { message: 'Desired-state document %s is invalid: %s', statusCode: 502, base: TypeError },
-  FEZZ_ERR_FLEET_BUNDLE_INVALID: { message: 'Bundle %s of %s is refused: %s', statusCode: 422, base: Error },
-  FEZZ_ERR_FLEET_CONTENDED: { message: 'Gave up updating %s after %s attempts: other deploys kept changing it; retry', statusCode: 503, base: Error },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type FezzErrorCode = keyof typeof errorSpecs;
@@ -126,7 +146,7 @@ export function fezzError(code: FezzErrorCode, args: readonly unknown[] = [], ca
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
   409: 'Conflict', 413: 'Payload Too Large', 422: 'Unprocessable Entity', 431: 'Request Header Fields Too Large',
-  499: 'Client Closed Request', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  499: 'Client Closed Request', 500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
 /** The reason phrase for an error status (`"Not Found"`), used as the `error` field of error bodies. */

@@ -478,3 +478,47 @@ func TestStreamedRequestBody(t *testing.T) {
 		t.Fatalf("Serve: the handler did not see the streamed body: %v", got)
 	}
 }
+
+func TestWithScheduled(t *testing.T) {
+	s, _ := newStub(t)
+	event := func(cron string) map[string]any {
+		return map[string]any{"method": "POST", "url": ScheduledPath, "path": ScheduledPath, "query": "",
+			"headers": map[string]string{"fezz-cron": cron, "fezz-scheduled-time": "1764000000000"}, "body": "", "bodyEncoding": "utf8", "deadlineMs": 1}
+	}
+	s.requests["1"] = event("*/5 * * * *")
+	s.requests["2"] = event("boom")
+	// The path alone is an ordinary request (the host strips the headers from HTTP requests).
+	s.requests["3"] = map[string]any{"method": "POST", "url": ScheduledPath, "path": ScheduledPath, "query": "", "headers": map[string]string{}, "body": "x", "bodyEncoding": "utf8", "deadlineMs": 1}
+	s.requests["4"] = event("")
+	var seen []*ScheduledEvent
+	h := WithScheduled(echo, func(ev *ScheduledEvent, req *Request) error {
+		seen = append(seen, ev)
+		if ev.Cron == "boom" {
+			panic("cron boom")
+		}
+		return nil
+	})
+	for _, id := range []int64{1, 2, 3} {
+		if err := Handle(id, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != 2 || seen[0].Cron != "*/5 * * * *" || seen[0].ScheduledTime.UnixMilli() != 1764000000000 {
+		t.Fatalf("events: %+v", seen)
+	}
+	if got := s.responses["1"]; got["status"].(float64) != 204 {
+		t.Fatalf("ok run: %v", got)
+	}
+	if got := s.responses["2"]; got["status"].(float64) != 500 || !strings.Contains(got["body"].(string), `"code":"FEZZ_ERR_SCHEDULED_FAILED"`) || !strings.Contains(got["body"].(string), "cron boom") {
+		t.Fatalf("failed run: %v", got)
+	}
+	if got := s.responses["3"]; got["status"].(float64) != 201 || got["body"] != "x" {
+		t.Fatalf("ordinary request: %v", got)
+	}
+	if err := Handle(4, WithScheduled(echo, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.responses["4"]; got["status"].(float64) != 409 || !strings.Contains(got["body"].(string), "FEZZ_ERR_SCHEDULED_MISSING") {
+		t.Fatalf("no scheduled handler: %v", got)
+	}
+}

@@ -55,6 +55,10 @@ __all__ = [
     "handle",
     "serve",
     "main",
+    "SCHEDULED_PATH",
+    "ScheduledEvent",
+    "scheduled_event",
+    "with_scheduled",
 ]
 
 #: Seconds allowed for one call to the admin listener.
@@ -518,6 +522,67 @@ def serve(fn: Handler, stream=None) -> None:
             state["unfetched"] == 0 and time.time() * 1000 >= state["max_deadline"]
         ):
             cond.wait(0.1)
+
+
+#: The path of a scheduled event's request (docs/abi.md "Scheduled events").
+SCHEDULED_PATH = "/__fezz/scheduled"
+
+
+@dataclass
+class ScheduledEvent:
+    """One run of a cron trigger (or of ``fezz trigger``): Cloudflare Workers' ScheduledController."""
+
+    cron: str
+    """The cron expression that fired, as in the manifest (``""`` for a manual run of a
+    function without crons)."""
+    scheduled_time_ms: int
+    """When the run was due, epoch milliseconds."""
+
+
+def scheduled_event(req: Request) -> Optional[ScheduledEvent]:
+    """The scheduled event ``req`` carries, or None for an ordinary HTTP request.
+
+    A scheduled event is ``POST /__fezz/scheduled`` with the headers ``fezz-cron`` and
+    ``fezz-scheduled-time``. The host removes those two headers from every HTTP request
+    before a plugin sees it, so only the host can send one.
+    """
+    if req.method != "POST" or req.path != SCHEDULED_PATH:
+        return None
+    cron = req.headers.get("fezz-cron")
+    when = req.headers.get("fezz-scheduled-time")
+    if cron is None or when is None:
+        return None
+    try:
+        ms = int(when, 10)
+    except ValueError:
+        return None
+    return ScheduledEvent(cron, ms)
+
+
+def with_scheduled(fn: Handler, on_scheduled: Optional[Callable[[ScheduledEvent], None]]) -> Handler:
+    """A handler that runs ``on_scheduled(event)`` for scheduled events and ``fn(req)`` for
+    every other request.
+
+    The run succeeds when ``on_scheduled`` returns (the host gets 204); an exception fails
+    it, and the host logs and counts its message (500 ``FEZZ_ERR_SCHEDULED_FAILED``). With
+    ``on_scheduled`` None, scheduled events are answered 409 ``FEZZ_ERR_SCHEDULED_MISSING``
+    (``fezz trigger`` then says the function has no scheduled handler).
+    """
+
+    def handler(req: Request):
+        event = scheduled_event(req)
+        if event is None:
+            return fn(req)
+        if on_scheduled is None:
+            return Response.json(409, {"code": "FEZZ_ERR_SCHEDULED_MISSING", "message": "no scheduled handler"})
+        try:
+            on_scheduled(event)
+        except Exception as e:
+            print("fezz: scheduled run (cron %r) failed: %r" % (event.cron, e), file=sys.stderr, flush=True)
+            return Response.json(500, {"code": "FEZZ_ERR_SCHEDULED_FAILED", "message": "%s: %s" % (type(e).__name__, e)})
+        return Response(204)
+
+    return handler
 
 
 def main(fn: Handler) -> None:

@@ -4,12 +4,24 @@
  * `/metrics` in the Prometheus text format.
  */
 import type { Registry as MetricsRegistry } from 'prom-client';
-import { fezzError } from '../errors.js';
+import { fezzError, statusText } from '../errors.js';
 import type { WireResponse } from '../wire/types.js';
 import type { AdminRoute } from './admin-server.js';
 import type { FunctionInfo } from '../host/host.js';
 import type { LoadProblem } from '../registry/registry.js';
 import type { LogLine } from '../observability/log-hub.js';
+import type { ScheduledRun } from '../triggers/scheduler.js';
+import type { SecretInfo } from '../secrets/store.js';
+
+/** What `PUT` and `DELETE /admin/secrets/:id/:name` report after the change. */
+export interface SecretChange {
+  id: string;
+  name: string;
+  /** The versions of `id` that restarted with the new environment (`id@version`). */
+  reloaded: string[];
+  /** Versions of `id` not served after the reload, and why. */
+  problems: LoadProblem[];
+}
 
 /** One host process of a `--workers N` host (src/cluster/), as `/admin/stats` reports it. */
 export interface WorkerInfo {
@@ -51,6 +63,14 @@ export interface AdminApiHost {
   recentLogs(id: string, n: number): Promise<LogLine[]>;
   /** Call `push` with each new log line of function `id`; returns the unsubscribe function. */
   followLogs(id: string, push: (line: LogLine) => void): () => void;
+  /** See Host.runScheduled: run `id`'s scheduled handler now; 404/400 FezzErrors, else the run (its outcome). */
+  runScheduled(id: string, cron: string | null): Promise<ScheduledRun>;
+  /** See Host.listSecrets: names and update times only. */
+  listSecrets(id: string): Promise<SecretInfo[]>;
+  /** See Host.putSecret: store, then hot-reload the versions of `id`. */
+  putSecret(id: string, name: string, value: Uint8Array): Promise<SecretChange & { updatedAt: string; created: boolean }>;
+  /** See Host.deleteSecret. */
+  deleteSecret(id: string, name: string): Promise<SecretChange>;
 }
 
 /** `/metrics`: a prom-client registry, or the merge of several (cluster). */
@@ -139,9 +159,61 @@ export function apiRoutes(host: AdminApiHost, metrics: MetricsSource | MetricsRe
         return null;
       },
     },
+    // Secrets (docs/secrets.md): admin token only (no `abi` mark: a plugin's token gets 403).
+    // Values go in, never out.
+    {
+      method: 'GET', path: '/admin/secrets/:id',
+      handle: async ({ params }) => json(200, { id: params.id, secrets: await host.listSecrets(params.id!) }),
+    },
+    {
+      method: 'PUT', path: '/admin/secrets/:id/:name',
+      // The body is the value itself (any content type), at most 64 KiB of UTF-8.
+      handle: async ({ params, body }) => {
+        try {
+          const out = await host.putSecret(params.id!, params.name!, body);
+          return json(out.created ? 201 : 200, out);
+        } finally {
+          body.fill(0); // the value does not linger in this buffer until it is collected
+        }
+      },
+    },
+    {
+      method: 'DELETE', path: '/admin/secrets/:id/:name',
+      handle: async ({ params }) => json(200, { ...(await host.deleteSecret(params.id!, params.name!)), status: 'deleted' }),
+    },
+    {
+      // Run the function's scheduled handler now (`fezz trigger`, docs/triggers.md): 200 ok,
+      // 500 it failed, 504 it timed out, 409 it has no scheduled handler; 404 unknown function.
+      method: 'POST', path: '/admin/functions/:id/scheduled',
+      handle: async ({ params, search }) => {
+        const cron = search.get('cron');
+        const run = await host.runScheduled(params.id!, cron === null || cron === '' ? null : cron);
+        return scheduledAnswer(run);
+      },
+    },
     {
       method: 'GET', path: '/metrics',
       handle: async () => ({ status: 200, headers: ['content-type', metrics.contentType], body: await metrics.metrics() }),
     },
   ];
+}
+
+/**
+ * The admin answer for a scheduled run: 200 with the run when it went well; else the host's
+ * error shape `{ error, code, message, statusCode }` plus `run`: 409
+ * FEZZ_ERR_SCHEDULED_MISSING (no scheduled handler), 504 (timeout), 500 (it failed; the code
+ * is FEZZ_ERR_SCHEDULED_FAILED for a throw, or the runtime's, e.g. FEZZ_ERR_INSTANCE_START_FAILED).
+ */
+function scheduledAnswer(run: ScheduledRun): WireResponse {
+  if (run.outcome === 'ok' || run.error === undefined) return json(200, run);
+  const e = run.error;
+  const cron = run.cron === '' ? '(none)' : JSON.stringify(run.cron);
+  if (e.code === 'FEZZ_ERR_SCHEDULED_MISSING') {
+    const err = fezzError('FEZZ_ERR_SCHEDULED_MISSING', [run.fn]);
+    return json(409, { error: statusText(409), code: err.code, message: err.message, statusCode: 409, run });
+  }
+  const status = run.outcome === 'timeout' ? 504 : 500;
+  const message = fezzError('FEZZ_ERR_SCHEDULED_FAILED', [run.fn, cron, run.outcome === 'timeout' ? `timed out (${e.message})` : e.message]).message;
+  const code = e.code.startsWith('FEZZ_ERR_') ? e.code : 'FEZZ_ERR_SCHEDULED_FAILED';
+  return json(status, { error: statusText(status), code, message, statusCode: status, run });
 }

@@ -5,7 +5,10 @@
  * admin API's `POST /admin/deploy` takes.
  *
  * A JS/TS function is uploaded as two files: its manifest with `entry` pointing at the
- * bundle, and the bundle (dependencies included, so no node_modules). A process or native
+ * bundle, and the bundle (dependencies included, so no node_modules), which carries its
+ * source map inline (sources relative to the function directory, no sourcesContent:
+ * ./source-map.ts), so the host that bundles it again still maps stacks to
+ * `index.ts:line:col`. A process or native
  * plugin is uploaded as its directory's files, with the modes of executable ones.
  */
 import { lstat, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
@@ -14,8 +17,10 @@ import { performance } from 'node:perf_hooks';
 import * as esbuild from 'esbuild';
 import { fezzError } from '../errors.js';
 import { MANIFEST_FILE } from '../manifest/load.js';
-import { bundleOptions, describeBuildErrors } from './bundle.js';
+import { bundledCode, bundleOptions, describeBuildErrors } from './bundle.js';
+import { STANDARD_MAP_COMMENT } from './source-map.js';
 import { manifestSchema, type Manifest, type RuntimeKind } from '../manifest/schema.js';
+import { DEV_VARS_FILE } from '../secrets/dev-vars.js';
 
 /** The largest deploy request body the admin API takes (it answers 413 past it). */
 export const DEPLOY_MAX_BYTES = 64 * 1024 * 1024;
@@ -99,7 +104,7 @@ export async function readFunctionSource(dir: string, displayRoot = process.cwd(
 }
 
 export interface BuiltBundle {
-  /** The bundled ES module. */
+  /** The bundled ES module, ending with its source map (a standard inline `//# sourceMappingURL=data:` comment). */
   code: Uint8Array;
   /** Wall time of the esbuild run, in ms. */
   ms: number;
@@ -112,19 +117,21 @@ export interface BuiltBundle {
 /**
  * Bundle the entry of a JS/TS function: platform node, ESM, target node20, dependencies
  * inlined, with a `require` for CommonJS dependencies — the options of ./bundle.ts.
+ * `outFile` is where the bundle will be (default: the function directory, where a deploy
+ * package puts it): its map's sources are relative to that file's directory.
  * @throws FezzError FEZZ_ERR_BUILD_FAILED with esbuild's messages.
  */
-export async function bundleFunction(source: FunctionSource): Promise<BuiltBundle> {
+export async function bundleFunction(source: FunctionSource, outFile = path.join(source.dir, bundleFileName(source.manifest.entry))): Promise<BuiltBundle> {
   const started = performance.now();
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
-    result = await esbuild.build(bundleOptions(source.entryPath, '__fezzDeployCreateRequire'));
+    result = await esbuild.build(bundleOptions(source.entryPath, '__fezzDeployCreateRequire', outFile));
   } catch (err) {
     const text = describeBuildErrors(err);
     throw fezzError('FEZZ_ERR_BUILD_FAILED', [source.shown, path.relative(source.dir, source.entryPath), text], err);
   }
   return {
-    code: result.outputFiles[0]!.contents,
+    code: bundledCode(result, path.dirname(outFile), STANDARD_MAP_COMMENT),
     ms: performance.now() - started,
     inputs: Object.keys(result.metafile.inputs).length,
     warnings: result.warnings.map(formatMessage),
@@ -133,8 +140,8 @@ export async function bundleFunction(source: FunctionSource): Promise<BuiltBundl
 
 /** `fezz build`: bundle into `outFile` (default `<dir>/.fezz/bundle.mjs`). */
 export async function buildToFile(source: FunctionSource, outFile?: string): Promise<BuiltBundle & { file: string }> {
-  const built = await bundleFunction(source);
   const file = path.resolve(outFile ?? path.join(source.dir, DEFAULT_BUNDLE_PATH));
+  const built = await bundleFunction(source, file);
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, built.code);
@@ -177,6 +184,14 @@ export async function packageForDeploy(source: FunctionSource): Promise<DeployPl
   const modes: Record<string, number> = {};
   const notes: string[] = [];
   let bundle: BuiltBundle | undefined;
+  // `.dev.vars` holds local secrets for `fezz dev`: it never leaves the machine. A JS function
+  // uploads only its manifest and bundle; a plugin's dotfiles are skipped (below), and an
+  // entry named .dev.vars is refused rather than sent.
+  const devVars = await stat(path.join(source.dir, DEV_VARS_FILE)).then(() => true, () => false);
+  if (devVars) notes.push(`not uploaded: ${DEV_VARS_FILE} (local secrets for fezz dev; give the host its own with fezz secret put ${source.manifest.id} <NAME>)`);
+  if (path.basename(source.entryPath) === DEV_VARS_FILE) {
+    throw fezzError('FEZZ_ERR_MANIFEST_INVALID', [source.shown, `field "entry": ${DEV_VARS_FILE} holds local secrets and is never uploaded`]);
+  }
   if (isJsRuntime(source.manifest.runtime)) {
     bundle = await bundleFunction(source);
     const name = bundleFileName(source.manifest.entry);
@@ -217,7 +232,7 @@ async function collect(root: string, rel: string, files: Record<string, Uint8Arr
   for (const e of entries) {
     const childRel = rel ? `${rel}/${e.name}` : e.name;
     if (e.name.startsWith('.') || SKIPPED_NAMES.has(e.name)) {
-      skipped.push(childRel);
+      if (childRel !== DEV_VARS_FILE) skipped.push(childRel); // the top .dev.vars has its own note
       continue;
     }
     const abs = path.join(root, childRel);

@@ -52,6 +52,37 @@ export interface DeleteResult {
   status: string;
 }
 
+/** `GET /admin/functions/<id>`: every loaded version of one function. */
+export interface FunctionVersions {
+  id: string;
+  versions: FunctionInfo[];
+}
+
+/** One secret as `GET /admin/secrets/<id>` lists it: never its value. */
+export interface SecretEntry {
+  name: string;
+  /** ISO 8601. */
+  updatedAt: string;
+}
+
+/** The answer to `PUT` / `DELETE /admin/secrets/<id>/<name>`. */
+export interface SecretChangeResult {
+  id: string;
+  name: string;
+  /** Versions that restarted with the new environment. */
+  reloaded: string[];
+  /** Versions of the function not served after the change, and why. */
+  problems: Problem[];
+  /** PUT only. */
+  updatedAt?: string;
+  /** PUT only: true when the name is new. */
+  created?: boolean;
+}
+
+/** `POST /admin/functions/<id>/scheduled`: one scheduled run (src/triggers/scheduler.ts ScheduledRun). */
+export type { ScheduledRun } from '../triggers/scheduler.js';
+import type { ScheduledRun } from '../triggers/scheduler.js';
+
 export interface ReloadResult {
   functions: string[];
   problems: Problem[];
@@ -191,6 +222,40 @@ export class AdminClient {
     return this.#json<DeleteResult>('DELETE', `/admin/functions/${encodeURIComponent(id)}/${encodeURIComponent(version)}`);
   }
 
+  /** `GET /admin/functions/<id>`: 404 FEZZ_ERR_FUNCTION_NOT_FOUND (a CliError) when no version of it is loaded. */
+  getFunction(id: string): Promise<FunctionVersions> {
+    return this.#json<FunctionVersions>('GET', `/admin/functions/${encodeURIComponent(id)}`);
+  }
+
+  /** `GET /admin/secrets/<id>`: names and update times. */
+  async listSecrets(id: string): Promise<SecretEntry[]> {
+    return (await this.#json<{ secrets: SecretEntry[] }>('GET', `/admin/secrets/${encodeURIComponent(id)}`)).secrets;
+  }
+
+  /** `PUT /admin/secrets/<id>/<name>` with the value as the raw body (never in the URL). */
+  putSecret(id: string, name: string, value: Uint8Array): Promise<SecretChangeResult> {
+    return this.#json<SecretChangeResult>('PUT', `/admin/secrets/${encodeURIComponent(id)}/${encodeURIComponent(name)}`, value);
+  }
+
+  /** `DELETE /admin/secrets/<id>/<name>` */
+  deleteSecret(id: string, name: string): Promise<SecretChangeResult> {
+    return this.#json<SecretChangeResult>('DELETE', `/admin/secrets/${encodeURIComponent(id)}/${encodeURIComponent(name)}`);
+  }
+
+  /**
+   * `POST /admin/functions/<id>/scheduled[?cron=...]` (`fezz trigger`): run the function's
+   * scheduled handler now and resolve with the run once it went well. A run that failed is a
+   * CliError with the host's code and message: 409 FEZZ_ERR_SCHEDULED_MISSING (no scheduled
+   * handler), 500 FEZZ_ERR_SCHEDULED_FAILED (it threw) or the runtime's code, 504 (timed
+   * out), 404 FEZZ_ERR_FUNCTION_NOT_FOUND, 400 FEZZ_ERR_BAD_REQUEST (a bad cron).
+   * @param id the function id (its latest version) or `id@version`.
+   * @param cron what `controller.cron` says; default the manifest's first cron.
+   */
+  trigger(id: string, cron?: string): Promise<ScheduledRun> {
+    const query = cron !== undefined && cron !== '' ? `?${new URLSearchParams({ cron })}` : '';
+    return this.#json<ScheduledRun>('POST', `/admin/functions/${encodeURIComponent(id)}/scheduled${query}`);
+  }
+
   /** `POST /admin/reload` */
   reload(): Promise<ReloadResult> {
     return this.#json<ReloadResult>('POST', '/admin/reload');
@@ -248,8 +313,12 @@ export class AdminClient {
   /** Send one request; answers other than 2xx become CliErrors carrying the host's code and message. */
   async #request(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.#token}`, accept: 'application/json' };
-    let payload: string | undefined;
-    if (body !== undefined) {
+    let payload: string | Uint8Array | undefined;
+    if (body instanceof Uint8Array) {
+      // Sent as is (a secret's value): bytes, not JSON.
+      payload = body;
+      headers['content-type'] = 'application/octet-stream';
+    } else if (body !== undefined) {
       payload = JSON.stringify(body);
       headers['content-type'] = 'application/json';
     }

@@ -9,6 +9,10 @@ import { buildCommand } from './commands/build.js';
 import { deployCommand } from './commands/deploy.js';
 import { listCommand } from './commands/list.js';
 import { logsCommand } from './commands/logs.js';
+import { devCommand } from './commands/dev.js';
+import { deleteCommand } from './commands/delete.js';
+import { secretCommand } from './commands/secret.js';
+import { triggerCommand } from './commands/trigger.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -20,11 +24,15 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(serveCommand());
+  program.addCommand(devCommand());
   program.addCommand(newCommand());
   program.addCommand(buildCommand());
   program.addCommand(deployCommand());
   program.addCommand(listCommand());
   program.addCommand(logsCommand());
+  program.addCommand(deleteCommand());
+  program.addCommand(secretCommand());
+  program.addCommand(triggerCommand());
   return program;
 }
 

@@ -18,6 +18,14 @@ export type WorkerOp =
   | 'remove'
   /** `[]` → LoadProblem[] (Host.reload). */
   | 'reload'
+  /**
+   * `['list', id]` → SecretInfo[]; `['put', id, name, valueBase64]` → SecretChange & { updatedAt, created };
+   * `['delete', id, name]` → SecretChange (Host.listSecrets/putSecret/deleteSecret). The
+   * value crosses the channel as base64 and is never logged.
+   */
+  | 'secrets'
+  /** `[id, cron | null]` → ScheduledRun (Host.runScheduled: `fezz trigger`). */
+  | 'scheduled'
   /** `[id, n]` → LogLine[]. */
   | 'logs'
   /** `[]` → prom-client `getMetricsAsJSON()` of the process. */

@@ -24,11 +24,13 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { AdminServer } from '../admin/admin-server.js';
-import { apiRoutes, type AdminApiHost, type HostSnapshot, type MetricsSource, type WorkerInfo } from '../admin/api-routes.js';
+import { apiRoutes, type AdminApiHost, type HostSnapshot, type MetricsSource, type SecretChange, type WorkerInfo } from '../admin/api-routes.js';
+import type { SecretInfo } from '../secrets/store.js';
 import { resolveOptions, type HostOptions } from '../config/options.js';
 import type { FunctionInfo } from '../host/host.js';
 import type { LoadProblem } from '../registry/registry.js';
 import type { LogLine } from '../observability/log-hub.js';
+import type { ScheduledRun } from '../triggers/scheduler.js';
 import { registerProcessMetrics } from '../observability/process-metrics.js';
 import { createLogger } from '../observability/logger.js';
 import { WorkerChannel, type EventMessage } from './ipc.js';
@@ -43,6 +45,8 @@ const READ_TIMEOUT_MS = 5_000;
 const LISTEN_TIMEOUT_MS = 30_000;
 /** ...to a deploy, delete or reload, in ms (each start in it is bounded by startTimeoutMs). */
 const CHANGE_TIMEOUT_MS = 180_000;
+/** ...to a manual scheduled run, in ms: the longest limits.timeoutMs (15 min) plus the longest start deadline (10 min), plus a margin. */
+const SCHEDULED_RUN_TIMEOUT_MS = 26 * 60_000;
 /** Back-off before starting a process that died again, in ms: doubled per crash in the last minute. */
 const RESTART_BASE_MS = 250;
 const RESTART_MAX_MS = 30_000;
@@ -275,6 +279,38 @@ export class ClusterHost implements AdminApiHost {
     this.#generation++;
     await this.#reloadOthers(leader);
     return out;
+  }
+
+  /** Any process reads the same store: the leader answers. */
+  async listSecrets(id: string): Promise<SecretInfo[]> {
+    return this.#leader().channel!.call<SecretInfo[]>('secrets', ['list', id], READ_TIMEOUT_MS);
+  }
+
+  /** The leader stores it and reloads; then every other process reloads (its store reads the changed file), as a deploy. */
+  async putSecret(id: string, name: string, value: Uint8Array): Promise<SecretChange & { updatedAt: string; created: boolean }> {
+    const leader = this.#leader();
+    const out = await leader.channel!.call<SecretChange & { updatedAt: string; created: boolean }>('secrets', ['put', id, name, Buffer.from(value).toString('base64')], CHANGE_TIMEOUT_MS);
+    this.#generation++;
+    await this.#reloadOthers(leader);
+    return out;
+  }
+
+  async deleteSecret(id: string, name: string): Promise<SecretChange> {
+    const leader = this.#leader();
+    const out = await leader.channel!.call<SecretChange>('secrets', ['delete', id, name], CHANGE_TIMEOUT_MS);
+    this.#generation++;
+    await this.#reloadOthers(leader);
+    return out;
+  }
+
+  /**
+   * `fezz trigger`: runs in the process that fires the crons (slot 1) when it is up, so a
+   * manual run shares its process with the ticks; else in the first live one.
+   */
+  async runScheduled(id: string, cron: string | null): Promise<ScheduledRun> {
+    const first = this.#slots[0]!;
+    const slot = first.channel !== null && first.state === 'serving' ? first : this.#leader();
+    return slot.channel!.call<ScheduledRun>('scheduled', [id, cron], SCHEDULED_RUN_TIMEOUT_MS);
   }
 
   async reload(): Promise<readonly LoadProblem[]> {

@@ -25,7 +25,8 @@ import { shutdownOnce } from '../cli/serve-lifecycle.js';
  */
 export async function runWorker(options: HostOptions, lifecycle: { graceMs: number; drainDelayMs: number }): Promise<void> {
   const { createHost } = await import('../host/host.js');
-  const host = await createHost({ ...options, adminPort: 0, adminHost: '127.0.0.1', adminSocket: undefined, token: undefined, tokenFile: undefined });
+  // Cron triggers fire in the first host process only (each tick runs once per machine; docs/triggers.md).
+  const host = await createHost({ ...options, adminPort: 0, adminHost: '127.0.0.1', adminSocket: undefined, token: undefined, tokenFile: undefined, schedule: options.schedule !== false && process.env.FEZZ_WORKER_INDEX === '1' });
   const api: AdminApiHost = host;
   const follows = new Map<number, () => void>();
   const stop = shutdownOnce(host.logger, (g, d) => host.close(g, d), lifecycle.graceMs, lifecycle.drainDelayMs);
@@ -34,6 +35,13 @@ export async function runWorker(options: HostOptions, lifecycle: { graceMs: numb
     deploy: (pkg: unknown, opts: { replace?: boolean } | null) => api.deploy(pkg, opts ?? {}),
     remove: (id: string, version: string) => api.remove(id, version),
     reload: () => api.reload(),
+    secrets: (action: 'list' | 'put' | 'delete', id: string, name: string, valueBase64: string) => {
+      if (action === 'list') return api.listSecrets(id);
+      if (action === 'delete') return api.deleteSecret(id, name);
+      const value = Buffer.from(String(valueBase64), 'base64');
+      return api.putSecret(id, name, value).finally(() => value.fill(0));
+    },
+    scheduled: (id: string, cron: string | null) => api.runScheduled(String(id), typeof cron === 'string' ? cron : null),
     logs: (id: string, n: number) => api.recentLogs(id, n),
     metrics: () => host.metrics.getMetricsAsJSON(),
     follow: (sub: number, id: string) => {

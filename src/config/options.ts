@@ -4,6 +4,7 @@
  * Flag and environment names are in DESIGN.md "Configuration names".
  */
 import { randomBytes } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fezzError } from '../errors.js';
@@ -97,6 +98,73 @@ export interface HostOptions {
   bodyTimeoutMs?: number;
   /** A client that reads none of its response for this long is cut off, in ms. @default 30000 (flag --send-timeout) */
   sendTimeoutMs?: number;
+  /**
+   * Which proxies in front of the host to believe about the client (like Express's
+   * `trust proxy`, kept small). Every function request carries `cf-connecting-ip` and
+   * `x-real-ip` set by the host (whatever the client sent under those names is dropped):
+   * - `false` / `0` / `'false'` / `''`: trust nothing: the client is the socket's peer
+   *   address, `x-forwarded-for` and `x-forwarded-proto` are not believed (the function still
+   *   sees them as sent) and `request.url` is `http:`.
+   * - a hop count `n` (number, or a string of digits): the `n` nearest hops are proxies. The
+   *   client is the `n`-th address from the right of `[...x-forwarded-for, peer]`, i.e. with 1
+   *   the last `x-forwarded-for` entry (the one the proxy added); past the leftmost entry, the
+   *   leftmost. `x-forwarded-proto` (its first value, `http` or `https`) gives `request.url`'s scheme.
+   * - a list of trusted proxy addresses (array, or one comma-separated string): IPs and CIDR
+   *   ranges (`10.0.0.0/8`, `fd00::/8`), plus the names `loopback` (127.0.0.0/8, ::1) and
+   *   `private` (10/8, 172.16/12, 192.168/16, fc00::/7). When the peer is in the list, the
+   *   client is the right-most `x-forwarded-for` address not in it, and `x-forwarded-proto` is
+   *   believed; otherwise the peer is the client.
+   * An `x-forwarded-for` entry that is not an IP address ends the walk at the address after it.
+   * @default false (flag --trust-proxy, env FEZZ_TRUST_PROXY)
+   * @throws {FEZZ_ERR_CONFIG_INVALID} for anything else (a negative or fractional count, a bad address or prefix).
+   * @example trustProxy: 1  // one nginx or load balancer in front
+   * @example trustProxy: ['loopback', '10.0.0.0/8']
+   */
+  trustProxy?: false | number | string | readonly string[];
+  /**
+   * Fire cron triggers (`triggers.crons` in manifests, docs/triggers.md) in this process.
+   * A `--workers N` host sets it in its first host process only, so each tick runs once per
+   * machine. Manual runs (`fezz trigger`, the admin API) work either way.
+   * @default true
+   */
+  schedule?: boolean;
+  /**
+   * The secrets store's directory (docs/secrets.md): one encrypted file per function id,
+   * outside the functions directory (a path inside it is refused). With it, the admin API's
+   * `/admin/secrets` routes work and each function gets its secrets in `env`. It needs a key:
+   * `secretsKey` or `secretsKeyFile`.
+   * @default none: no secrets (`fezz serve`: `$XDG_STATE_HOME/fezz/secrets` or
+   *   `~/.fezz/secrets`, flag --secrets-dir, env FEZZ_SECRETS_DIR)
+   * @throws {FEZZ_ERR_CONFIG_INVALID} for a path inside `dir`, or without a key.
+   */
+  secretsDir?: string;
+  /**
+   * A file holding the store's key, 32 bytes as 64 hex digits or base64 (mode 0600; created
+   * with a random key when the first secret is stored and the file is missing). Used when
+   * `secretsKey` is not given; must not be inside `dir`.
+   * @default none (`fezz serve`: `$XDG_CONFIG_HOME/fezz/secrets.key` or `~/.fezz/secrets.key`,
+   *   flag --secrets-key-file, env FEZZ_SECRETS_KEY_FILE)
+   */
+  secretsKeyFile?: string;
+  /**
+   * The store's key itself, 64 hex digits or base64 of 32 bytes (`fezz serve` takes it from
+   * FEZZ_SECRETS_KEY and removes that from its environment). Not kept in
+   * {@link ResolvedHostOptions}. @default none
+   */
+  secretsKey?: string;
+}
+
+/**
+ * {@link HostOptions.trustProxy} resolved: `null` trusts nothing; otherwise exactly one of
+ * `hops` (> 0) or `proxies` decides which hops are proxies.
+ */
+export interface TrustProxy {
+  /** The nearest `hops` hops are proxies; 0 when `proxies` decides. */
+  readonly hops: number;
+  /** Addresses of trusted proxies (IPv4 addresses as such, never IPv4-mapped IPv6), or null when `hops` decides. */
+  readonly proxies: BlockList | null;
+  /** The setting as given, normalised, for logs: `"1"`, `"loopback,10.0.0.0/8"`. */
+  readonly description: string;
 }
 
 export interface ResolvedHostOptions {
@@ -127,6 +195,14 @@ export interface ResolvedHostOptions {
   readonly keepAliveTimeoutMs: number;
   readonly bodyTimeoutMs: number;
   readonly sendTimeoutMs: number;
+  /** Which proxies to believe about the client's address and scheme; null: none. */
+  readonly trustProxy: TrustProxy | null;
+  /** Whether cron triggers fire in this process. */
+  readonly schedule: boolean;
+  /** The secrets store's directory (absolute), or null: no secrets. */
+  readonly secretsDir: string | null;
+  /** The key file (absolute), or null when the key was given as `secretsKey` (never kept here) or there is no store. */
+  readonly secretsKeyFile: string | null;
 }
 
 export const DEFAULTS = {
@@ -155,6 +231,12 @@ function int(name: string, value: unknown, min: number, max: number): number {
   return value;
 }
 
+function scheduleOption(value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'boolean') throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['schedule', 'a boolean', JSON.stringify(value)]);
+  return value;
+}
+
 function isolationOption(value: unknown): 'thread' | 'sandbox' {
   if (value === undefined) return 'thread';
   if (value === 'thread' || value === 'sandbox') return value;
@@ -172,6 +254,89 @@ function adminSocketOption(value: unknown): string | null {
     throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['adminSocket', `a socket path of at most ${MAX_SOCKET_PATH_BYTES} bytes once resolved`, `${resolved} (${Buffer.byteLength(resolved)} bytes)`]);
   }
   return resolved;
+}
+
+const TRUST_PROXY_NAMES: Record<string, ReadonlyArray<readonly [string, number, 'ipv4' | 'ipv6']>> = {
+  loopback: [['127.0.0.0', 8, 'ipv4'], ['::1', 128, 'ipv6']],
+  private: [['10.0.0.0', 8, 'ipv4'], ['172.16.0.0', 12, 'ipv4'], ['192.168.0.0', 16, 'ipv4'], ['fc00::', 7, 'ipv6']],
+};
+
+/**
+ * Parse a {@link HostOptions.trustProxy} setting (also what `FEZZ_TRUST_PROXY` holds, as a string).
+ * @returns null when nothing is trusted.
+ * @throws FezzError FEZZ_ERR_CONFIG_INVALID naming what is wrong.
+ */
+export function parseTrustProxy(value: unknown): TrustProxy | null {
+  const bad = (why: string): never => {
+    throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['trustProxy', `false, a hop count (integer 0 to 100) or a list of proxy addresses (IP, CIDR, "loopback", "private")${why}`, JSON.stringify(value)]);
+  };
+  if (value === undefined || value === false || value === null || value === 0) return null;
+  if (value === true) return bad(' (true would believe any client: give the hop count)');
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0 || value > 100) bad('');
+    return Object.freeze({ hops: value, proxies: null, description: String(value) });
+  }
+  let items: string[];
+  if (typeof value === 'string') {
+    const t = value.trim();
+    if (t === '' || t === 'false' || t === '0') return null;
+    if (/^\d+$/.test(t)) return parseTrustProxy(Number(t));
+    items = t.split(',');
+  } else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+    items = value as string[];
+  } else {
+    return bad('');
+  }
+  const proxies = new BlockList();
+  const names: string[] = [];
+  for (const raw of items) {
+    const item = raw.trim();
+    if (item === '') continue;
+    const named = TRUST_PROXY_NAMES[item];
+    if (named !== undefined) {
+      for (const [net, prefix, type] of named) proxies.addSubnet(net, prefix, type);
+      names.push(item);
+      continue;
+    }
+    const slash = item.indexOf('/');
+    const addr = slash === -1 ? item : item.slice(0, slash);
+    const family = isIP(addr);
+    if (family === 0) bad(` ("${item}" is not an IP address or range)`);
+    const max = family === 4 ? 32 : 128;
+    const prefix = slash === -1 ? max : Number(item.slice(slash + 1));
+    if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (slash !== -1 && !/^\d+$/.test(item.slice(slash + 1)))) bad(` ("${item}": the prefix must be 0 to ${max})`);
+    proxies.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
+    names.push(slash === -1 ? addr : `${addr}/${prefix}`);
+  }
+  if (names.length === 0) return null;
+  return Object.freeze({ hops: 0, proxies, description: names.join(',') });
+}
+
+/** Whether `p` is `root` or inside it (both absolute). */
+function isWithin(root: string, p: string): boolean {
+  const rel = path.relative(root, p);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
+/** The secrets options, checked: a store needs a key, and neither may sit in the functions directory. */
+function secretsOptions(options: HostOptions, dir: string): { secretsDir: string | null; secretsKeyFile: string | null } {
+  const { secretsDir, secretsKeyFile, secretsKey } = options;
+  const path_ = (name: string, v: unknown): string => {
+    if (typeof v !== 'string' || v === '') throw fezzError('FEZZ_ERR_CONFIG_INVALID', [name, 'a path', JSON.stringify(v)]);
+    return path.resolve(v);
+  };
+  if (secretsKey !== undefined && (typeof secretsKey !== 'string' || secretsKey === '')) {
+    throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['secretsKey', 'a key as 64 hex digits or base64', typeof secretsKey === 'string' ? 'an empty string' : typeof secretsKey]);
+  }
+  if (secretsDir === undefined) return { secretsDir: null, secretsKeyFile: null };
+  const sd = path_('secretsDir', secretsDir);
+  if (isWithin(dir, sd)) throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['secretsDir', 'a directory outside the functions directory (functions must never see the store)', sd]);
+  if (secretsKey !== undefined) return { secretsDir: sd, secretsKeyFile: null };
+  if (secretsKeyFile === undefined) throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['secretsKeyFile', 'a key file (or secretsKey) with secretsDir', 'neither']);
+  const kf = path_('secretsKeyFile', secretsKeyFile);
+  if (isWithin(dir, kf)) throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['secretsKeyFile', 'a file outside the functions directory', kf]);
+  if (isWithin(sd, kf)) throw fezzError('FEZZ_ERR_CONFIG_INVALID', ['secretsKeyFile', 'a file outside the secrets directory (a copy of the store must not carry its key)', kf]);
+  return { secretsDir: sd, secretsKeyFile: kf };
 }
 
 /**
@@ -217,5 +382,8 @@ export function resolveOptions(options: HostOptions = {}): ResolvedHostOptions {
     keepAliveTimeoutMs: int('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs, 100, 3_600_000),
     bodyTimeoutMs: int('bodyTimeoutMs', options.bodyTimeoutMs ?? DEFAULTS.bodyTimeoutMs, 100, 3_600_000),
     sendTimeoutMs: int('sendTimeoutMs', options.sendTimeoutMs ?? DEFAULTS.sendTimeoutMs, 100, 3_600_000),
+    trustProxy: parseTrustProxy(options.trustProxy),
+    schedule: scheduleOption(options.schedule),
+    ...secretsOptions(options, path.resolve(dir)),
   });
 }

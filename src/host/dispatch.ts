@@ -3,7 +3,7 @@
  * `handleRequest` is what the public listener calls for every request.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errorResponse, errorResponseWithMessage } from '../wire/error-response.js';
@@ -18,6 +18,7 @@ import { readContextBody } from './middleware.js';
 import { newRequestId } from './request-id.js';
 import { fezzError, statusText } from '../errors.js';
 import type { HostCounters } from '../observability/host-counters.js';
+import type { TrustProxy } from '../config/options.js';
 
 /** State the request path reads: swapped as a whole on reload. */
 export interface DispatchState {
@@ -37,6 +38,11 @@ export interface DispatchState {
   readonly bodyTimeoutMs: number;
   /** A response not making progress to a client for this long is cut, in ms. */
   readonly sendTimeoutMs: number;
+  /**
+   * Which proxies to believe about the client's address and scheme (options `trustProxy`);
+   * absent or null: none (the peer is the client, `request.url` is `http:`).
+   */
+  readonly trustProxy?: TrustProxy | null;
 }
 
 /** Per-connection state, kept on the socket itself (no map, no per-request listener). */
@@ -45,15 +51,26 @@ interface TrackedSocket extends Socket {
   [kCurrent]?: RequestContext | null;
   /** A malformed request arrived behind one still in flight: its answer goes out after it. */
   [kErrorAfter]?: string | null;
+  /** Upgraded to a WebSocket (src/websocket/gateway.ts): never an idle connection to close for room. */
+  [kUpgraded]?: true;
 }
 const kCurrent = Symbol('fezz.current');
 const kErrorAfter = Symbol('fezz.errorAfter');
+const kUpgraded = Symbol('fezz.upgraded');
+
+/**
+ * Mark `socket` as taken by a WebSocket upgrade: the connection cap ({@link connectionTracker})
+ * never closes it to make room, as it does an idle keep-alive connection.
+ */
+export function markUpgraded(socket: Socket): void {
+  (socket as TrackedSocket)[kUpgraded] = true;
+}
 
 /**
  * The public listener's 'connection' handler: watch each connection, and keep at most
  * `maxConnections` open. Past the cap the oldest idle connection (no request in flight, no
- * response being written: an idle keep-alive, or a client that never finished its request
- * head) is closed to make room, as nginx reuses keep-alive connections; only when every one
+ * response being written, not a WebSocket: an idle keep-alive, or a client that never finished
+ * its request head) is closed to make room, as nginx reuses keep-alive connections; only when every one
  * is busy is the new connection closed. So a flood of idle connections cannot lock out
  * `/healthz` or real clients, and the descriptors above the cap stay free for the admin
  * listener, plugins, workers and files. Each drop is counted and logged (at most every 10 s).
@@ -80,7 +97,7 @@ export function connectionTracker(state: DispatchState, maxConnections: number, 
     if (open.size >= maxConnections) {
       let victim: TrackedSocket | null = null;
       for (const s of open) {
-        const busy = (s[kCurrent] !== undefined && s[kCurrent] !== null) || s.writableLength > 0;
+        const busy = (s[kCurrent] !== undefined && s[kCurrent] !== null) || s.writableLength > 0 || s[kUpgraded] === true;
         if (!busy) { victim = s; break; }
       }
       dropped();
@@ -208,7 +225,7 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
           return readContextBody(c, m.fn.fn.manifest.limits.maxBodyBytes, state.bodyTimeoutMs).then((ok) => (ok ? runFunction(state, c) : undefined));
         }
       }
-      const wire: WireRequest = { method: c.method, url: 'http://' + hostOf(c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };
+      const wire: WireRequest = { method: c.method, url: originOf(state, c.req) + m.path + c.search, headers: c.req.rawHeaders, body: c.body };
       if (c.bodyStream !== null) wire.bodyStream = c.bodyStream;
       const fn = m.fn;
       const inv = { requestId: c.requestId, wire, handler: m.handler, params: m.params, slot: null };
@@ -243,14 +260,110 @@ export function runFunction(state: DispatchState, c: RequestContext): void | Pro
   }
 }
 
-/** The Host header, or `localhost`; read from rawHeaders so Node never builds `req.headers`. */
-function hostOf(req: IncomingMessage): string {
+// hot path -- change with care
+/**
+ * `request.url`'s origin (`http://<Host header>`, `localhost` without one), and the client's
+ * address, in one pass over the raw headers (so Node never builds `req.headers`). The address
+ * is appended to `req.rawHeaders` as `cf-connecting-ip` and `x-real-ip`, after dropping any
+ * the client sent under those names: only the host says who the client is. It is the
+ * socket's peer unless `state.trustProxy` trusts it as a proxy, then it comes from
+ * `x-forwarded-for` and the scheme from `x-forwarded-proto` (see HostOptions.trustProxy).
+ * Call once per request (it appends).
+ */
+export function originOf(state: DispatchState, req: IncomingMessage): string {
   const raw = req.rawHeaders;
+  const trust = state.trustProxy ?? null;
+  let host: string | null = null;
+  let spoofed = false;
+  let xff: string | null = null;
+  let xfp: string | null = null;
+  // Names are compared by length first: most headers cost one integer compare.
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
-    if (n.length === 4 && (n === 'Host' || n === 'host' || n.toLowerCase() === 'host')) return raw[i + 1]!;
+    switch (n.length) {
+      case 4:
+        if (host === null && (n === 'Host' || n === 'host' || n.toLowerCase() === 'host')) host = raw[i + 1]!;
+        break;
+      case 9:
+        if (n.toLowerCase() === 'x-real-ip') spoofed = true;
+        break;
+      case 16:
+        if (n.toLowerCase() === 'cf-connecting-ip') spoofed = true;
+        break;
+      case 15:
+        // Several x-forwarded-for lines are one list, in order (RFC 9110 5.3).
+        if (trust !== null && n.toLowerCase() === 'x-forwarded-for') xff = xff === null ? raw[i + 1]! : `${xff},${raw[i + 1]!}`;
+        break;
+      case 17:
+        if (trust !== null && xfp === null && n.toLowerCase() === 'x-forwarded-proto') xfp = raw[i + 1]!;
+        break;
+    }
   }
-  return 'localhost';
+  if (spoofed) dropHeaders(raw, 'cf-connecting-ip', 'x-real-ip');
+  let origin = 'http://';
+  let ip = plainAddress(req.socket.remoteAddress);
+  if (trust !== null && ip !== null && (trust.proxies === null || trust.proxies.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6'))) {
+    // The peer is a trusted proxy: believe what it says.
+    if (xff !== null) ip = forwardedClient(trust, ip, xff);
+    if (xfp !== null) {
+      const comma = xfp.indexOf(',');
+      const proto = (comma === -1 ? xfp : xfp.slice(0, comma)).trim().toLowerCase();
+      if (proto === 'https') origin = 'https://';
+    }
+  }
+  if (ip !== null) raw.push('cf-connecting-ip', ip, 'x-real-ip', ip);
+  return origin + (host ?? 'localhost');
+}
+
+/**
+ * The client behind trusted proxies: walk `x-forwarded-for` from the right (the entry the
+ * nearest proxy added) while the hops are proxies: `trust.hops` of them, or while the address
+ * is in `trust.proxies`. An entry that is not an IP address ends the walk (the address after
+ * it stands). Returns `peer` when the header has no usable entry.
+ */
+function forwardedClient(trust: TrustProxy, peer: string, xff: string): string {
+  const entries = xff.split(',');
+  let client = peer;
+  let hops = trust.hops;
+  for (let j = entries.length - 1; j >= 0; j--) {
+    if (trust.proxies === null) {
+      if (hops-- <= 0) break;
+    } else if (!trust.proxies.check(client, isIP(client) === 4 ? 'ipv4' : 'ipv6')) {
+      break;
+    }
+    const a = plainAddress(stripPort(entries[j]!.trim()));
+    if (a === null || isIP(a) === 0) break;
+    client = a;
+  }
+  return client;
+}
+
+/** `1.2.3.4:80` -> `1.2.3.4`, `[::1]:80` -> `::1` (some proxies add the port); anything else as is. */
+function stripPort(a: string): string {
+  if (a.charCodeAt(0) === 91 /* [ */) {
+    const end = a.indexOf(']');
+    return end === -1 ? a : a.slice(1, end);
+  }
+  const colon = a.indexOf(':');
+  return colon !== -1 && colon === a.lastIndexOf(':') ? a.slice(0, colon) : a;
+}
+
+/** An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, a dual-stack listener's peers) as IPv4. */
+function plainAddress(a: string | undefined): string | null {
+  if (a === undefined || a === '') return null;
+  return a.length > 7 && a.charCodeAt(0) === 58 /* : */ && a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+/** Remove every header named `a` or `b` (lower case) from flat `raw`, in place. */
+function dropHeaders(raw: string[], a: string, b: string): void {
+  let w = 0;
+  for (let r = 0; r < raw.length; r += 2) {
+    const l = raw[r]!.toLowerCase();
+    if (l === a || l === b) continue;
+    raw[w++] = raw[r]!;
+    raw[w++] = raw[r + 1]!;
+  }
+  raw.length = w;
 }
 
 /**
@@ -359,7 +472,7 @@ function retriedElsewhere(method: string, raw: string[]): boolean {
 }
 
 /** How many Host header fields the request has (rawHeaders: Node keeps only the first in `headers`). */
-function hostCount(raw: string[]): number {
+export function hostCount(raw: string[]): number {
   let n = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -383,6 +496,8 @@ export function writeResponse(c: RequestContext, logger: Logger, counters?: Host
   if (res.headersSent || res.destroyed) return;
   const r = c.response ?? INTERNAL;
   if (c.requestId === '') c.requestId = newRequestId();
+  const status = r.status;
+  if (status === 0) { networkError(c, logger); return; }
   const body = r.body;
   let headers = r.headers;
   // The host frames the body itself: drop framing headers a function may have set.
@@ -390,7 +505,6 @@ export function writeResponse(c: RequestContext, logger: Logger, counters?: Host
     const n = headers[i]!.length;
     if ((n === 14 || n === 17 || n === 10) && isFraming(headers[i]!)) { headers = stripFraming(headers); break; }
   }
-  const status = r.status;
   // RFC 9110 8.6, 15.3.5, 15.4.5: a 204 or 304 has no content and no Content-Length (as
   // with plain node:http); whatever body a function or plugin gave is dropped.
   const noContent = status === 204 || status === 304;
@@ -401,13 +515,15 @@ export function writeResponse(c: RequestContext, logger: Logger, counters?: Host
   if (c.extraHeaders.length > 0) headers.push(...c.extraHeaders);
   if (c.closeConnection) headers.push('connection', 'close');
   try {
-    res.writeHead(status, headers);
+    // A function's own reason phrase (`new Response(body, { statusText })`) is kept.
+    if (r.statusText === undefined) res.writeHead(status, headers);
+    else res.writeHead(status, r.statusText, headers);
   } catch (err) {
-    // Invalid header name or value from the function: a 500 with its own reason phrase
-    // (writeHead already took the function's status's phrase, e.g. "OK").
+    // Invalid header name or value (or status text) from the function: a 500 with its own
+    // reason phrase (writeHead already took the function's).
     const fnKey = c.match.kind === 'found' ? c.match.fn.fn.key : '?';
     logger.error({ requestId: c.requestId, fn: fnKey, err }, 'function returned invalid response headers');
-    const e = errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [fnKey, `invalid headers (${(err as Error).message})`]);
+    const e = errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [fnKey, `invalid headers or status text (${(err as Error).message})`]);
     const text = e.body as string;
     res.statusMessage = statusText(500);
     res.writeHead(500, statusText(500), [...e.headers, 'x-request-id', c.requestId, 'content-length', String(Buffer.byteLength(text))]);
@@ -421,6 +537,30 @@ export function writeResponse(c: RequestContext, logger: Logger, counters?: Host
   }
   if (noContent) res.end();
   else res.end(body);
+}
+
+/** Network errors (Response.error()) since the last log line, and when that was (performance.now()). */
+let networkErrors = 0;
+let networkErrorLogged = -Infinity;
+
+/**
+ * The function answered `Response.error()`, a network error: the client sees the connection
+ * reset (TCP RST), as a browser's fetch() would see a network failure, not an HTTP answer.
+ * Counted as status 0 in `fezz_requests_total`; logged at most every 10 s with the count.
+ */
+function networkError(c: RequestContext, logger: Logger): void {
+  networkErrors++;
+  const now = performance.now();
+  if (now - networkErrorLogged >= 10_000) {
+    const fnKey = c.match.kind === 'found' ? c.match.fn.fn.key : '?';
+    logger.warn({ requestId: c.requestId, fn: fnKey, count: networkErrors }, 'function returned Response.error() (a network error): connection reset (logged at most every 10 s, with the count since the last line)');
+    networkErrors = 0;
+    networkErrorLogged = now;
+  }
+  const sock = c.res.socket;
+  if (sock === null || sock.destroyed) return;
+  if (typeof sock.resetAndDestroy === 'function') sock.resetAndDestroy();
+  else sock.destroy();
 }
 
 /** Send the head now, then the stream's chunks as they come (write-stream.ts). */

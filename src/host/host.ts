@@ -14,7 +14,8 @@ import { resolveOptions, type HostOptions, type ResolvedHostOptions } from '../c
 import { loadRegistry, type FunctionVersion, type LoadProblem, type Registry, type RegistryOptions } from '../registry/registry.js';
 import { loadFunctionDir } from '../manifest/load.js';
 import { fezzError } from '../errors.js';
-import { compose, accessLog, cors, bodyLimit } from './middleware.js';
+import { compose, accessLog, cors, bodyLimit, recordRequests } from './middleware.js';
+import { WebSocketGateway } from '../websocket/gateway.js';
 import { connectionTracker, createRequestHandler, onClientError, runFunction, type ConnectionTracker, type DispatchState } from './dispatch.js';
 import { kExpectContinue } from './middleware.js';
 import { HostCounters } from '../observability/host-counters.js';
@@ -32,6 +33,9 @@ import type { HostSnapshot } from '../admin/api-routes.js';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import { createMetrics } from '../observability/metrics.js';
 import { closeSpares, enableSpares } from '../runtime/isolate/spares.js';
+import { Scheduler, type ScheduledRun } from '../triggers/scheduler.js';
+import { compileCron, MAX_CRON_LENGTH } from '../manifest/schema.js';
+import { SecretStore, checkFunctionId, checkSecretName, checkSecretValue, type SecretInfo } from '../secrets/store.js';
 import { compareVersionDir, promote, removeQuietly, retire, stagePackage, STAGING_DIR, TRASH_DIR } from '../registry/deploy.js';
 
 /** Largest body the admin listener takes (pushed responses, deploy packages), in bytes. */
@@ -70,6 +74,8 @@ export class Host {
   #chain: (c: RequestContext) => void | Promise<void>;
   readonly #server: http.Server;
   readonly #connections: ConnectionTracker;
+  /** WebSocket upgrades on the public listener (src/websocket/gateway.ts). */
+  readonly #webSockets: WebSocketGateway;
   /** Ends the drain delay early (a second `close(…, 0)`), while it runs. */
   #endDrainDelay: (() => void) | null = null;
   readonly #admin: AdminServer;
@@ -92,17 +98,24 @@ export class Host {
   #starting: FunctionRuntime[] = [];
   #watcher: FSWatcher | null = null;
   #watchTimer: NodeJS.Timeout | null = null;
+  /** Cron triggers and manual scheduled runs (src/triggers/). */
+  readonly #scheduler: Scheduler;
+  /** Set by listen(): from then on each registry snapshot's crons run (when options.schedule). */
+  #scheduling = false;
+  /** The secrets store (options.secretsDir), or null: the secrets routes answer 501. */
+  readonly #secrets: SecretStore | null;
 
   /** Use {@link createHost}: it loads the registry before the host exists. */
-  constructor(options: ResolvedHostOptions, logger: Logger, logs: LogHub, registry: Registry, stats: StatsBook, abi: AbiEndpoint, admin: AdminServer) {
+  constructor(options: ResolvedHostOptions, logger: Logger, logs: LogHub, registry: Registry, stats: StatsBook, abi: AbiEndpoint, admin: AdminServer, secrets: SecretStore | null = null) {
     this.options = options;
+    this.#secrets = secrets;
     this.logger = logger;
     this.logs = logs;
     this.#stats = stats;
     this.#abi = abi;
     this.#admin = admin;
     this.#counters = new HostCounters(logger);
-    this.#state = { registry, draining: false, accepting: true, active: 0, counters: this.#counters, bodyTimeoutMs: options.bodyTimeoutMs, sendTimeoutMs: options.sendTimeoutMs };
+    this.#state = { registry, draining: false, accepting: true, active: 0, counters: this.#counters, bodyTimeoutMs: options.bodyTimeoutMs, sendTimeoutMs: options.sendTimeoutMs, trustProxy: options.trustProxy };
     // The request id is assigned before the chain runs (dispatch.ts), so it is not in it.
     this.#middleware = [];
     if (options.accessLog) this.#middleware.push(accessLog(logger));
@@ -121,6 +134,8 @@ export class Host {
       requestTimeout: 0,
     }, handler);
     const server = this.#server;
+    this.#webSockets = new WebSocketGateway({ state: this.#state, logger, counters: this.#counters, server });
+    server.on('upgrade', this.#webSockets.onUpgrade);
     this.#connections = connectionTracker(this.#state, options.maxConnections, logger);
     server.on('connection', this.#connections);
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => onClientError(this.#counters, err, socket as Socket));
@@ -132,11 +147,13 @@ export class Host {
       (req as unknown as Record<symbol, unknown>)[kExpectContinue] = true;
       handler(req, res);
     });
+    this.#scheduler = new Scheduler({ logger, fire: options.schedule, startTimeoutMs: options.startTimeoutMs });
     const metrics = createMetrics({
       stats,
       runtimes: () => [...this.#state.registry.versions.values()].map((v) => [v.fn.key, v.runtime.stats()] as [string, RuntimeStats]),
       pendingAbi: () => abi.store.size,
       counters: this.#counters,
+      scheduledRuns: () => this.#scheduler.counts(),
     });
     this.metrics = metrics;
     admin.add(apiRoutes(this, metrics));
@@ -147,8 +164,10 @@ export class Host {
     const terminal = (c: RequestContext): void | Promise<void> => runFunction(state, c);
     // With bodyLimit alone, skip the chain: runFunction enforces the function's body limit
     // itself, and a request no function serves is answered without reading its body.
-    if (this.#middleware.length === 1 && this.#middleware[0] === this.#bodyLimit) return terminal;
-    return compose(this.#middleware, terminal);
+    const chain = this.#middleware.length === 1 && this.#middleware[0] === this.#bodyLimit ? terminal : compose(this.#middleware, terminal);
+    // Each request of a function goes into the log hub (`fezz logs`), unless the access log
+    // is on: its lines reach the hub already.
+    return this.options.accessLog ? chain : recordRequests(chain, this.logs);
   }
 
   /** Append `mw` to the chain, after the built-ins and earlier `use`s, before the function. */
@@ -193,6 +212,7 @@ export class Host {
     if (opts.handed === true) {
       const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
       this.#handedUrl = `http://${host}:${port}`;
+      this.#startCrons();
       if (this.options.watch) await this.#startWatching();
       return { port, host: this.options.host, url: this.#handedUrl };
     }
@@ -207,6 +227,7 @@ export class Host {
       if (opts.reusePort === true) this.#server.listen({ port, host: this.options.host, reusePort: true, exclusive: true } as ListenOptions, listening);
       else this.#server.listen(port, this.options.host, listening);
     });
+    this.#startCrons();
     if (this.options.watch) await this.#startWatching();
     return address;
   }
@@ -262,9 +283,41 @@ export class Host {
   /** Call `push` with each new log line of function `id`; returns the unsubscribe function. */
   followLogs(id: string, push: (line: LogLine) => void): () => void { return this.logs.follow(id, push); }
 
+  /** Start following the registry's crons (once serving; see options.schedule). */
+  #startCrons(): void {
+    if (this.#scheduling || this.#closing) return;
+    this.#scheduling = true;
+    this.#scheduler.sync(this.#state.registry);
+  }
+
+  /**
+   * Run function `id`'s scheduled handler now (`fezz trigger`, admin API `POST
+   * /admin/functions/:id/scheduled`), like wrangler's `--test-scheduled`: its latest version,
+   * or exactly `id@version`. `controller.cron` is `cron`, else the manifest's first cron,
+   * else `""`; `controller.scheduledTime` is now. Logged and counted like a tick's run, not
+   * subject to the overlap rule. Resolves with the run (its outcome says how it went).
+   * @throws FezzError FEZZ_ERR_FUNCTION_NOT_FOUND (404: no such function or version),
+   *   FEZZ_ERR_BAD_REQUEST (400: `cron` is not a valid cron expression).
+   */
+  async runScheduled(id: string, cron: string | null = null): Promise<ScheduledRun> {
+    const at = id.indexOf('@');
+    const v = at === -1 ? this.#state.registry.latest.get(id) : this.#state.registry.versions.get(id);
+    if (v === undefined) throw fezzError('FEZZ_ERR_FUNCTION_NOT_FOUND', [id.slice(0, 200)]);
+    const triggers = v.fn.manifest.triggers;
+    if (cron !== null && !(triggers?.crons.includes(cron) ?? false)) {
+      let why: string | null = null;
+      if (cron.length > MAX_CRON_LENGTH) why = `longer than ${MAX_CRON_LENGTH} characters`;
+      else {
+        try { compileCron(cron, triggers?.timezone ?? 'UTC'); } catch (err) { why = String((err as Error).message).replace(/^CronPattern: /, ''); }
+      }
+      if (why !== null) throw fezzError('FEZZ_ERR_BAD_REQUEST', [`cron ${JSON.stringify(cron.slice(0, MAX_CRON_LENGTH))} is not a valid cron expression: ${why}`]);
+    }
+    return this.#scheduler.runNow(v, cron ?? triggers?.crons[0] ?? '');
+  }
+
   #registryOptions(): RegistryOptions {
     const o = this.options;
-    return { dir: o.dir, cacheDir: o.cacheDir, logger: this.logger, dev: o.dev, abi: this.#abi, stats: this.#stats, startTimeoutMs: o.startTimeoutMs, isolation: o.isolation };
+    return { dir: o.dir, cacheDir: o.cacheDir, logger: this.logger, dev: o.dev, abi: this.#abi, stats: this.#stats, startTimeoutMs: o.startTimeoutMs, isolation: o.isolation, secrets: this.#secrets };
   }
 
   /**
@@ -304,6 +357,7 @@ export class Host {
       }
       await next.warm();
       this.#state.registry = next;
+      if (this.#scheduling) this.#scheduler.sync(next);
       const kept = new Set(next.versions.values());
       const retired = [...prev.versions.values()].filter((v) => !kept.has(v));
       const added = [...next.versions.values()].filter((v) => !prev.versions.has(v.fn.key) || prev.versions.get(v.fn.key) !== v);
@@ -411,11 +465,86 @@ export class Host {
     return { key };
   }
 
+  /** The secrets store, or 501 FEZZ_ERR_SECRETS_DISABLED. */
+  #store(): SecretStore {
+    if (this.#secrets === null) throw fezzError('FEZZ_ERR_SECRETS_DISABLED');
+    return this.#secrets;
+  }
+
+  /**
+   * The names of function `id`'s secrets and when each was last set (admin API
+   * `GET /admin/secrets/:id`); never a value. An id with none (or not deployed) has `[]`.
+   * @throws FezzError FEZZ_ERR_SECRETS_DISABLED (501: no store), FEZZ_ERR_BAD_REQUEST (400:
+   *   malformed id), FEZZ_ERR_SECRETS_KEY / FEZZ_ERR_SECRETS_STORE (500: unreadable store).
+   */
+  async listSecrets(id: string): Promise<SecretInfo[]> {
+    return this.#store().list(id);
+  }
+
+  /**
+   * Set secret `name` of function `id` to `value` (UTF-8 bytes, 1 byte to 64 KiB; admin API
+   * `PUT /admin/secrets/:id/:name`), encrypted in the store, then hot-reload: every loaded
+   * version of `id` whose environment changes starts again with it (the others keep their
+   * warm instances; no request fails), as after a file change. A secret may be set before
+   * the function is first deployed. The value is never logged.
+   * @returns `reloaded`: the versions that restarted with it (`id@version`); `problems`: those
+   *   of `id` that are not served after the reload.
+   * @throws FezzError FEZZ_ERR_SECRETS_DISABLED (501), FEZZ_ERR_BAD_REQUEST (400: malformed
+   *   id), FEZZ_ERR_SECRET_NAME_INVALID / FEZZ_ERR_SECRET_VALUE_INVALID (400),
+   *   FEZZ_ERR_SECRET_LIMIT (413: value over 64 KiB, or 128 secrets already),
+   *   FEZZ_ERR_SECRET_CLASH (409: a loaded version of `id` has `name` in its manifest `env`
+   *   or `permissions.env`; nothing is stored), FEZZ_ERR_SECRETS_KEY / _STORE (500).
+   */
+  async putSecret(id: string, name: string, value: Uint8Array): Promise<{ id: string; name: string; updatedAt: string; created: boolean; reloaded: string[]; problems: LoadProblem[] }> {
+    const store = this.#store();
+    checkFunctionId(id);
+    checkSecretName(name);
+    const text = checkSecretValue(name, value);
+    for (const v of this.#state.registry.versions.values()) {
+      if (v.fn.id !== id) continue;
+      const m = v.fn.manifest;
+      const where = Object.hasOwn(m.env, name) ? 'fezz.json "env"' : m.permissions.env.includes(name) ? 'fezz.json "permissions.env"' : null;
+      if (where !== null) throw fezzError('FEZZ_ERR_SECRET_CLASH', [v.fn.key, name, where, id, name]);
+    }
+    const info = await store.put(id, name, text);
+    const changed = await this.#reloadForSecrets(id);
+    this.logger.info({ fn: id, secret: name, created: info.created, reloaded: changed.reloaded }, info.created ? 'secret added' : 'secret changed');
+    return { id, ...info, ...changed };
+  }
+
+  /**
+   * Remove secret `name` of function `id` (admin API `DELETE /admin/secrets/:id/:name`), then
+   * hot-reload its versions as {@link putSecret} does.
+   * @throws FezzError FEZZ_ERR_SECRET_NOT_FOUND (404), FEZZ_ERR_SECRETS_DISABLED (501),
+   *   FEZZ_ERR_BAD_REQUEST / FEZZ_ERR_SECRET_NAME_INVALID (400), FEZZ_ERR_SECRETS_KEY / _STORE (500).
+   */
+  async deleteSecret(id: string, name: string): Promise<{ id: string; name: string; reloaded: string[]; problems: LoadProblem[] }> {
+    await this.#store().delete(id, name);
+    const changed = await this.#reloadForSecrets(id);
+    this.logger.info({ fn: id, secret: name, reloaded: changed.reloaded }, 'secret deleted');
+    return { id, name, ...changed };
+  }
+
+  /** Reload after a secret of `id` changed: which versions of `id` restarted, and its problems. */
+  async #reloadForSecrets(id: string): Promise<{ reloaded: string[]; problems: LoadProblem[] }> {
+    const before = this.#state.registry.versions;
+    const problems = await this.#reload(false);
+    const reloaded = [...this.#state.registry.versions.values()].filter((v) => v.fn.id === id && before.get(v.fn.key) !== v).map((v) => v.fn.key);
+    const mine = (p: LoadProblem): boolean => {
+      // `file` is a version's directory or its fezz.json.
+      const f = path.resolve(p.file);
+      return path.basename(path.basename(f) === 'fezz.json' ? path.dirname(f) : f).startsWith(`${id}@`);
+    };
+    return { reloaded, problems: problems.filter(mine) };
+  }
+
   async #startWatching(): Promise<void> {
     const root = this.options.dir;
     const ignored = (p: string): boolean => {
       const rel = path.relative(root, p);
-      return rel.split(path.sep).some((seg) => seg === 'node_modules' || seg === STAGING_DIR || seg === TRASH_DIR || (seg.startsWith('.') && seg !== '.'));
+      // Dot-files are not watched, but for a function's `.dev.vars` in dev mode (its local secrets).
+      const devVars = this.options.dev && path.basename(p) === '.dev.vars';
+      return rel.split(path.sep).some((seg) => seg === 'node_modules' || seg === STAGING_DIR || seg === TRASH_DIR || (seg.startsWith('.') && seg !== '.' && !(devVars && seg === '.dev.vars')));
     };
     const watcher = chokidarWatch(root, { ignoreInitial: true, ignored, depth: 8 });
     const schedule = (): void => {
@@ -471,6 +600,8 @@ export class Host {
       const server = this.#server;
       const connections = this.#connections;
       state.draining = true;
+      // No new scheduled run once shutdown begins; runs going now finish within their deadlines.
+      this.#scheduler.close();
       if (drainDelayMs > 0) {
         this.logger.info({ drainDelayMs }, 'shutdown phase 1: draining, still serving; /healthz answers 503 and responses carry connection: close');
         await new Promise<void>((resolve) => {
@@ -481,7 +612,8 @@ export class Host {
       }
       const deadline = performance.now() + graceMs;
       const left = (): number => Math.max(0, deadline - performance.now());
-      this.logger.info({ graceMs, connections: connections.open, inFlight: state.active }, 'shutdown phase 2: closing the listener; finishing in-flight requests, closing idle connections');
+      this.logger.info({ graceMs, connections: connections.open, inFlight: state.active, webSockets: this.#webSockets.open }, 'shutdown phase 2: closing the listener; finishing in-flight requests, closing idle connections and WebSockets (1001)');
+      this.#webSockets.closeAll();
       if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
       // Closing a listener resets the connections the kernel completed but the host has not
       // accepted yet, and their clients have sent a request on them already (nginx does not
@@ -515,6 +647,7 @@ export class Host {
       // A reload in progress is not waited for: what it is starting stops now.
       await Promise.all(this.#starting.map((r) => r.close(0)));
       await state.registry.close(left());
+      this.#webSockets.terminateAll();
       // Past the deadline, every connection still open is cut.
       if (!allClosed || this.#handedUrl !== null) server.closeAllConnections();
       await closed;
@@ -561,7 +694,12 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   // Plugins get their own scoped tokens from the admin listener, never resolved.token.
   const abi: AbiEndpoint = { store, tokens: admin.pluginTokens, url: () => admin.url, connection: (socket) => admin.acceptConnection(socket) };
   const stats = new StatsBook();
-  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats, startTimeoutMs: resolved.startTimeoutMs, isolation: resolved.isolation });
-  return new Host(resolved, logger, logs, registry, stats, abi, admin);
+  // The secrets store opens before anything loads: a wrong key stops the host here, naming
+  // the file, rather than handing functions garbage. The key itself is not kept in `resolved`.
+  const secrets = resolved.secretsDir === null ? null : await SecretStore.open({
+    dir: resolved.secretsDir, key: options.secretsKey ?? null, keyFile: resolved.secretsKeyFile, keyLabel: 'FEZZ_SECRETS_KEY (the secretsKey option)', logger,
+  });
+  const registry = await loadRegistry({ dir: resolved.dir, cacheDir: resolved.cacheDir, logger, dev: resolved.dev, abi, stats, startTimeoutMs: resolved.startTimeoutMs, isolation: resolved.isolation, secrets });
+  return new Host(resolved, logger, logs, registry, stats, abi, admin, secrets);
 }
 

@@ -12,6 +12,7 @@ import { readBody, hasBody } from './body.js';
 import { requestBodyStream, streamsBody } from './request-body.js';
 import { newRequestId } from './request-id.js';
 import type { Middleware, Next, RequestContext } from './context.js';
+import type { LogHub } from '../observability/log-hub.js';
 
 /** Set on requests that came with `Expect: 100-continue` (the listener's 'checkContinue'). */
 export const kExpectContinue = Symbol('fezz.expectContinue');
@@ -58,6 +59,29 @@ export function accessLog(logger: Logger): Middleware {
     const r = next();
     if (r instanceof Promise) return r.then(done);
     done();
+  };
+}
+
+/**
+ * Wrap the whole request chain `run` so that each request a function served is recorded in
+ * `hub` (LogHub.request: method, path, status, ms, request id) once its response is ready,
+ * whatever answered it (the function, a middleware's short cut, a 413). What `fezz logs`
+ * shows by default. Not a middleware, so the host keeps skipping the chain when it has
+ * nothing but the body limit; the host leaves it out when the access log is on (its lines
+ * reach the hub already).
+ */
+export function recordRequests(run: (c: RequestContext) => void | Promise<void>, hub: LogHub): (c: RequestContext) => void | Promise<void> {
+  // hot path -- change with care
+  const record = (c: RequestContext): void => {
+    const m = c.match;
+    if (m.kind !== 'found') return;
+    const fn = m.fn.fn;
+    hub.request(fn.id, fn.key, c.requestId, c.method, c.path, c.response?.status ?? 0, c.startTime, performance.now());
+  };
+  return function recordingChain(c: RequestContext): void | Promise<void> {
+    const r = run(c);
+    if (r instanceof Promise) return r.then(() => record(c));
+    record(c);
   };
 }
 

@@ -4,6 +4,7 @@
  * typo never silently falls back to a default.
  */
 import { z } from 'zod';
+import { Cron } from 'croner';
 
 /** Function ids: lower-case letters, digits and dashes, starting with a letter or digit. */
 export const ID_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
@@ -51,6 +52,24 @@ const limitsSchema = z.strictObject({
   maxQueue: z.number().int().min(0).max(1_000_000).default(1000),
   /** Largest request body in bytes; past it 413. @default 6291456 (6 MiB, as Lambda) */
   maxBodyBytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(6 * 1024 * 1024),
+  /**
+   * WebSockets open at once per function version (docs/websockets.md); the next upgrade gets
+   * 503 FEZZ_ERR_WEBSOCKET_LIMIT with `Retry-After`. Isolate and inline functions only.
+   * @default 1000
+   */
+  maxWebSockets: z.number().int().min(0).max(1_000_000).default(1000),
+  /**
+   * A WebSocket with no message either way and no ping or pong for this long is closed with
+   * 1001 `"idle timeout"`, in ms. Clients keep an idle socket open by pinging.
+   * @default 300000 (5 min)
+   */
+  webSocketIdleMs: z.number().int().min(100).max(24 * 3600_000).default(300_000),
+  /**
+   * Largest WebSocket message either way, in bytes: the client's bigger message closes the
+   * socket with 1009; the function's `send()` of a bigger one throws a RangeError.
+   * @default 1048576 (1 MiB, as Cloudflare Workers)
+   */
+  webSocketMaxMessageBytes: z.number().int().min(125).max(64 * 1024 * 1024).default(1024 * 1024),
 });
 
 const instancesSchema = z.strictObject({
@@ -80,6 +99,78 @@ const permissionsSchema = z.strictObject({
   env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').refine((n) => !n.startsWith('FEZZ_'), 'FEZZ_* variables are the host\'s own')).max(256).default([]),
 });
 
+/** Most cron expressions one function may have. */
+export const MAX_CRONS = 32;
+/** Longest cron expression, in characters. */
+export const MAX_CRON_LENGTH = 128;
+
+/**
+ * Compile cron expression `expr` read in IANA time zone `timezone`, the way the manifest
+ * checks it and the scheduler (src/triggers/) runs it: croner's syntax and semantics, a
+ * paused job (no timer; `nextRun()` gives its ticks).
+ * @throws Error (croner's TypeError/RangeError) naming what is wrong with the expression.
+ */
+export function compileCron(expr: string, timezone: string): Cron {
+  return new Cron(expr, { timezone, paused: true });
+}
+
+/** Why `timezone` is not a time zone this Node knows, or null when it is one. */
+function timezoneProblem(timezone: string): string | null {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: timezone });
+    return null;
+  } catch {
+    return `unknown time zone ${JSON.stringify(timezone)}: expected an IANA name such as "UTC" or "Europe/Berlin"`;
+  }
+}
+
+/**
+ * Cron triggers (docs/triggers.md): the host calls the module's `scheduled(controller, env,
+ * ctx)` export (Cloudflare Workers' shape) on each tick of each cron; a plugin gets a
+ * `POST /__fezz/scheduled` request (docs/abi.md "Scheduled events"). Only the latest version
+ * of a function fires. A bad expression or time zone makes the function a load problem.
+ */
+const triggersSchema = z.strictObject({
+  /**
+   * Cron expressions in croner's syntax: 5 fields (`minute hour day-of-month month
+   * day-of-week`, e.g. `"*\/5 * * * *"`), 6 with seconds first (`"*\/10 * * * * *"`), 7 with a
+   * year last; names (`MON`, `JAN`), `L`, `W`, `#` and the nicknames `@hourly`, `@daily`,
+   * `@weekly`, `@monthly`, `@yearly`. When both day fields are restricted, a day matching
+   * either fires (Vixie cron). Each must fire at some time in the future. @default []
+   */
+  crons: z.array(z.string().min(1, 'must be a cron expression').max(MAX_CRON_LENGTH)).max(MAX_CRONS).default([]),
+  /** IANA time zone the crons are read in, e.g. `"Europe/Berlin"` (daylight saving time follows croner's rules). @default "UTC" */
+  timezone: z.string().min(1).max(64).default('UTC'),
+  /**
+   * Whether a tick may start a run while the previous run of the same cron is still going.
+   * When false, that tick is skipped: logged and counted with outcome `skipped-overlap`.
+   * @default false
+   */
+  overlap: z.boolean().default(false),
+}).superRefine((t, ctx) => {
+  const tzProblem = timezoneProblem(t.timezone);
+  if (tzProblem !== null) {
+    ctx.addIssue({ code: 'custom', path: ['timezone'], message: tzProblem });
+    return;
+  }
+  const seen = new Set<string>();
+  t.crons.forEach((expr, i) => {
+    if (seen.has(expr)) {
+      ctx.addIssue({ code: 'custom', path: ['crons', i], message: `${JSON.stringify(expr)} is listed twice` });
+      return;
+    }
+    seen.add(expr);
+    let next: Date | null;
+    try {
+      next = compileCron(expr, t.timezone).nextRun();
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', path: ['crons', i], message: `${JSON.stringify(expr)} is not a valid cron expression: ${String((err as Error).message).replace(/^CronPattern: /, '')}` });
+      return;
+    }
+    if (next === null) ctx.addIssue({ code: 'custom', path: ['crons', i], message: `${JSON.stringify(expr)} never fires (no future time matches it)` });
+  });
+});
+
 /** The manifest as written in `fezz.json`, validated and with defaults applied. */
 export const manifestSchema = z.strictObject({
   /** `[a-z0-9][a-z0-9-]*`, e.g. `"todos"`. */
@@ -88,14 +179,35 @@ export const manifestSchema = z.strictObject({
   version: z.string().regex(VERSION_PATTERN, 'must be semver (e.g. "1.2.0") or "latest"'),
   /** Module (`.ts`, `.js`, `.mjs`), executable or `.so`, relative to the function directory. */
   entry: z.string().min(1, 'must be a relative file path'),
+  /**
+   * How it runs: `"isolate"` (a JS/TS module in worker threads, or a sandbox), `"inline"` (a
+   * JS module on the host's own thread: trusted code only), `"process"` (an executable
+   * speaking the request-id ABI, docs/abi.md), `"native"` (a shared library loaded by a
+   * plugin host process). @default "isolate"
+   */
   runtime: z.enum(RUNTIMES).default('isolate'),
+  /**
+   * Public routes to the function (find-my-way syntax); without any, it is reachable only at
+   * `/rpc/<id>/*` (and `/rpc/<id>@<version>/*`). Two functions may not claim one route. @default []
+   */
   routes: z.array(routeSchema).default([]),
   /** String values handed to the function as `env`. */
   env: z.record(z.string(), z.string()).default({}),
+  /**
+   * Secrets (set with `fezz secret put <id> <NAME>`, kept encrypted by the host, never in this
+   * file) that a `process` or `native` plugin gets as environment variables, e.g.
+   * `["API_KEY"]`: a plugin's environment holds only the secrets named here. JS functions
+   * (`isolate`, `inline`) get every secret of their id in `env`, as Workers do, whatever this
+   * says. A name that is not set is skipped. docs/secrets.md. @default none (no secret reaches a plugin)
+   */
+  secrets: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').max(128).refine((n) => !n.startsWith('FEZZ_'), 'FEZZ_* names are the host\'s own')).max(128).optional(),
+  /** Per-request and per-instance limits; each that fires answers with a clear status and error code (docs/operating.md). */
   limits: limitsSchema.default(limitsSchema.parse({})),
+  /** How many instances (warm isolates, sandboxes or plugin processes) the host runs. */
   instances: instancesSchema.default(instancesSchema.parse({})),
   /** Seconds an idle instance is kept warm before eviction (fractions allowed). @default 300 */
   idleTtlSeconds: z.number().positive().max(7 * 24 * 3600).default(300),
+  /** What the function may reach beyond its own bundle: network hosts, files, host environment variables. Everything else is denied (docs/security.md). */
   permissions: permissionsSchema.default(permissionsSchema.parse({})),
   /**
    * Where the function's instances run: `"thread"` (worker threads for isolate functions; plugin
@@ -104,6 +216,11 @@ export const manifestSchema = z.strictObject({
    * this says. @default "thread"
    */
   isolation: z.enum(ISOLATIONS).default('thread'),
+  /**
+   * Cron triggers: `{ "crons": ["*\/5 * * * *"], "timezone": "UTC", "overlap": false }`
+   * (docs/triggers.md). @default none (no scheduled runs)
+   */
+  triggers: triggersSchema.optional(),
 }).refine((m) => m.isolation === 'thread' || m.runtime !== 'inline', {
   message: 'isolation "sandbox" is not available for runtime "inline" (it runs on the host\'s own thread): use runtime "isolate"', path: ['isolation'],
 }).refine((m) => m.instances.min <= m.instances.max, {
@@ -117,6 +234,7 @@ export type RuntimeKind = Manifest['runtime'];
 export type Limits = Manifest['limits'];
 export type Permissions = Manifest['permissions'];
 export type Isolation = Manifest['isolation'];
+export type Triggers = NonNullable<Manifest['triggers']>;
 
 /**
  * Render zod issues as `field "limits.timeoutMs": expected ..., received ...` lines, one per

@@ -2,7 +2,7 @@
  * `/metrics` in the Prometheus text format (prom-client): process metrics (all of prom-client's
  * defaults but the GC histogram, see process-metrics.ts), and per-function
  * request counts by status, duration histograms, cold starts, crashes, timeouts, evictions,
- * queue depth, live and busy instances. Function metrics are computed at scrape time from
+ * queue depth, live and busy instances, WebSockets (open, buffered bytes, backpressure, closes by reason). Function metrics are computed at scrape time from
  * {@link StatsBook} and the runtimes' stats, so the request path pays nothing for them.
  */
 import { Registry, type MetricValue } from 'prom-client';
@@ -20,6 +20,8 @@ export interface MetricsSource {
   pendingAbi(): number;
   /** The listener's limits that fired. */
   counters: HostCounters;
+  /** Scheduled runs (cron triggers, `fezz trigger`) as `[id@version, outcome, runs]` (src/triggers/scheduler.ts). */
+  scheduledRuns?: () => Iterable<[string, string, number]>;
 }
 
 type Kind = 'counter' | 'gauge' | 'histogram';
@@ -81,6 +83,16 @@ export function createMetrics(source: MetricsSource): Registry {
     computed('fezz_stream_ends_total', 'Streamed response bodies by function and how they ended: complete, client (left), error (reset), idle, max, send (limits).', 'counter', () =>
       [...source.counters.streamEnds].map(([key, n]) => { const [fn, end] = key.split('\0'); return { labels: { fn: fn!, end: end! }, value: n }; })),
     computed('fezz_abi_pending_requests', 'Requests waiting for a plugin to push its answer.', 'gauge', () => [{ labels: {}, value: source.pendingAbi() }]),
+    computed('fezz_websockets_open', 'WebSockets open now, by function (src/websocket/).', 'gauge', perRuntime((s) => s.webSockets?.open ?? 0)),
+    computed('fezz_websocket_buffered_bytes', 'Bytes the host holds for open WebSockets now (client messages not yet taken by the function, function messages not yet written to the client), by function.', 'gauge', perRuntime((s) => s.webSockets?.bufferedBytes ?? 0)),
+    computed('fezz_websocket_backpressure_total', 'Times the host stopped reading a WebSocket client because its function had a window of messages not taken, by function.', 'counter', perRuntime((s) => s.webSockets?.pauses ?? 0)),
+    computed('fezz_websocket_closes_total', 'WebSockets ended, by function and reason: client, abnormal, function, instance, idle, shutdown, retired, message-too-big, protocol, violation; and upgrades refused at limits.maxWebSockets (refused-cap).', 'counter', () => {
+      const out: MetricValue<string>[] = [];
+      for (const [fn, s] of source.runtimes()) for (const [reason, n] of Object.entries(s.webSockets?.closes ?? {})) out.push({ labels: { fn, reason }, value: n });
+      return out;
+    }),
+    computed('fezz_scheduled_runs_total', 'Scheduled runs (cron triggers and fezz trigger) by function and outcome: ok, error, timeout, skipped-overlap.', 'counter', () =>
+      [...(source.scheduledRuns?.() ?? [])].map(([fn, outcome, value]) => ({ labels: { fn, outcome }, value }))),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   return registry;

@@ -25,6 +25,8 @@ import type { FunctionRuntime } from '../runtime/types.js';
 import { PluginRuntime, type AbiEndpoint } from '../runtime/process/plugin-runtime.js';
 import { pluginHostCommand } from '../runtime/native/plugin-host-command.js';
 import type { FunctionStats, StatsBook } from '../observability/function-stats.js';
+import type { SecretSource } from '../secrets/store.js';
+import { deliveredEnv } from '../secrets/env.js';
 
 /** One loaded function version and the runtime that runs it. */
 export interface FunctionVersion {
@@ -73,6 +75,13 @@ export interface RegistryOptions {
   isolation?: 'thread' | 'sandbox';
   /** Told of each runtime this load creates, before it starts (so a shutdown can stop it). */
   onCreate?: (runtime: FunctionRuntime) => void;
+  /**
+   * Where functions' secrets come from (secrets/store.ts); they join `env` (secrets/env.ts:
+   * JS functions get all, plugins only those their manifest's `secrets` grants) and their
+   * digest joins the fingerprint, so a changed secret restarts that function on the next
+   * reload. In `dev`, `.dev.vars` too. @default none (no secrets)
+   */
+  secrets?: SecretSource | null;
 }
 
 /** A loaded snapshot of the functions directory. */
@@ -295,6 +304,9 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
   const handlerNames = [...new Set(m.routes.map((r) => r.handler).filter((h): h is string => h !== undefined))];
   const logger = options.logger;
   const manifestText = JSON.stringify(m);
+  // Manifest env + granted host variables + secrets (+ .dev.vars in dev); the digest says
+  // whether what secrets added changed, never what it is.
+  const { env, digest: secretsDigest } = await deliveredEnv(fn, functionEnv(m.env, m.permissions), options.secrets, options.dev);
   switch (m.runtime) {
     case 'isolate':
     case 'inline': {
@@ -314,9 +326,9 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
         const can = await probeSandbox();
         if (!can.ok) throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, `isolation "sandbox" is not available on this host: ${can.reason}`]);
       }
-      const common = { fnKey: fn.key, moduleUrl: bundle.url, env: functionEnv(m.env, m.permissions), handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
+      const common = { fnKey: fn.key, moduleUrl: bundle.url, env, handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
       return {
-        fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}\n${isolation}`,
+        fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}\n${isolation}\n${secretsDigest}`,
         create: () => m.runtime === 'isolate'
           ? new IsolatePool({ ...common, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, grants: workerGrants(fn), isolation, outbound: m.permissions.outbound })
           : new InlineRuntime(common),
@@ -333,12 +345,12 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
       }
       const base = {
         fnKey: fn.key, id: fn.id, version: fn.version, kind: m.runtime, cwd: fn.dir, entryPath: fn.entryPath,
-        env: functionEnv(m.env, m.permissions), limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
+        env, limits: m.limits, instances: m.instances, idleTtlMs: m.idleTtlSeconds * 1000, logger, abi: options.abi,
         startTimeoutMs: options.startTimeoutMs,
         ...(isolation === 'sandbox' ? { sandbox: { outbound: m.permissions.outbound } } : {}),
       } as const;
       return {
-        fingerprint: `${fn.entryPath}:${st.ino}:${st.size}:${st.mtimeMs}\n${manifestText}\n${isolation}`,
+        fingerprint: `${fn.entryPath}:${st.ino}:${st.size}:${st.mtimeMs}\n${manifestText}\n${isolation}\n${secretsDigest}`,
         create: () => new PluginRuntime({ ...base, command: m.runtime === 'process' ? [fn.entryPath] : pluginHostCommand(fn.entryPath) }),
       };
     }

@@ -86,25 +86,51 @@ export class HostRouter<F> {
   }
 
   // hot path -- change with care
-  /** Match `method` and `path` (no query string). */
+  /**
+   * Match `method` and `path` (no query string). Besides find-my-way's own matching:
+   * - `HEAD` falls back to the `GET` route;
+   * - a wildcard route `/x/*` also matches `/x/` (with `*` = `''`), as a Workers route does
+   *   (find-my-way, ignoring the trailing slash, would look for `/x`);
+   * - `OPTIONS` on a path whose routes have no OPTIONS handler goes to the default handler
+   *   (`fetch`) of the function that owns the path, so the app's own CORS code answers the
+   *   preflight (with several functions on the path: the one owning the first method mounted);
+   * - any other method the path has no route for is a 405 listing the ones it has.
+   */
   match(method: string, path: string): RouteMatch<F> {
     if (path.charCodeAt(1) === 114 /* r */ && (path.startsWith('/rpc/') || path === '/rpc')) return this.#matchRpc(path);
     if (path === '/healthz') return HEALTH;
     if (this.#empty) return NOT_FOUND;
-    let found = this.#fmw.find(method as FindMyWay.HTTPMethod, path);
-    if (found === null && method === 'HEAD') found = this.#fmw.find('GET', path);
+    let found = this.#find(method, path);
+    if (found === null && method === 'HEAD') found = this.#find('GET', path);
     if (found !== null) {
       const store = found.store as Store<F>;
-      let params: Record<string, string> | null = null;
-      for (const k in found.params) { params = { ...found.params } as Record<string, string>; break; }
-      return { kind: 'found', fn: store.target.fn, handler: store.target.handler, params, path };
+      return { kind: 'found', fn: store.target.fn, handler: store.target.handler, params: paramsOf(found), path };
     }
     const allow: string[] = [];
+    let owner: FindMyWay.FindResult<FindMyWay.HTTPVersion.V1> | null = null;
     for (const m of this.#methods) {
-      if (m !== method && this.#fmw.find(m as FindMyWay.HTTPMethod, path) !== null) allow.push(m);
+      if (m === method) continue;
+      const other = this.#find(m, path);
+      if (other === null) continue;
+      allow.push(m);
+      owner ??= other;
+    }
+    if (owner !== null && method === 'OPTIONS') {
+      return { kind: 'found', fn: (owner.store as Store<F>).target.fn, handler: null, params: paramsOf(owner), path };
     }
     if (allow.includes('GET') && !allow.includes('HEAD')) allow.push('HEAD');
     return allow.length > 0 ? { kind: 'method-not-allowed', allow } : NOT_FOUND;
+  }
+
+  /**
+   * find-my-way's `find`, and for a path ending in `/` that found nothing, the wildcard route
+   * it is the base of (`/x/` for `/x/*`): looked up as `/x//`, taken only when `*` is empty.
+   */
+  #find(method: string, path: string): FindMyWay.FindResult<FindMyWay.HTTPVersion.V1> | null {
+    const found = this.#fmw.find(method as FindMyWay.HTTPMethod, path);
+    if (found !== null || path.charCodeAt(path.length - 1) !== 47 /* / */) return found;
+    const base = this.#fmw.find(method as FindMyWay.HTTPMethod, path + '/');
+    return base !== null && base.params['*'] === '' ? base : null;
   }
 
   #matchRpc(path: string): RouteMatch<F> {
@@ -124,6 +150,12 @@ export class HostRouter<F> {
 }
 
 function noop(): void {}
+
+/** A copy of find-my-way's params (a null-prototype object it may reuse), or null for none. */
+function paramsOf(found: FindMyWay.FindResult<FindMyWay.HTTPVersion.V1>): Record<string, string> | null {
+  for (const _ in found.params) return { ...found.params } as Record<string, string>;
+  return null;
+}
 
 /** `/todos/:id` and `/todos/:key` are the same route to find-my-way. */
 function normalize(p: string): string {

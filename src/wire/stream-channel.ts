@@ -250,3 +250,59 @@ export class StreamSender {
     }
   }
 }
+
+/**
+ * The consumer's side of the credit contract above, for a channel whose messages are pushed
+ * to their consumer (dispatched as events, written to a socket) instead of pulled with
+ * `read()`: the WebSocket messages of src/websocket/. The same rules as {@link StreamReceiver}:
+ * a producer may have `window` bytes unacknowledged plus one message of at most `slack` bytes;
+ * the consumer grants bytes back once it took them, in grants of at least window/4 (or all
+ * that is owed, when the channel goes quiet: see {@link grant}).
+ */
+export class CreditLedger {
+  readonly window: number;
+  readonly #limit: number;
+  /** Bytes received and not granted back. */
+  #unacked = 0;
+  /** Bytes consumed and not granted back yet. */
+  #owed = 0;
+
+  /**
+   * @param window bytes the producer may have in flight, @default STREAM_WINDOW_BYTES.
+   * @param slack the largest message, in bytes: how far past the window the last one may reach.
+   */
+  constructor(window = STREAM_WINDOW_BYTES, slack = MAX_CHUNK_BYTES) {
+    this.window = window;
+    this.#limit = window + slack;
+  }
+
+  /** Bytes received and not granted back yet. */
+  get unacked(): number { return this.#unacked; }
+
+  /** Bytes consumed and not granted back yet. */
+  get owed(): number { return this.#owed; }
+
+  /** A message of `bytes` arrived. False when it breaks the contract (more than window + slack unacknowledged). */
+  received(bytes: number): boolean {
+    this.#unacked += bytes;
+    return this.#unacked <= this.#limit;
+  }
+
+  /** The consumer took `bytes` of what arrived. */
+  consumed(bytes: number): void {
+    this.#owed += bytes;
+  }
+
+  /**
+   * The bytes to grant back now: everything owed once it reaches `min` (by default window/4,
+   * so a busy channel sends few credit messages; 1 to flush what is owed when it goes quiet),
+   * else 0. What is returned counts as granted.
+   */
+  grant(min = this.window / 4): number {
+    const n = this.#owed;
+    if (n === 0 || n < min) return 0;
+    this.#owed = 0;
+    this.#unacked -= n;
+    return n;
+  }
+}

@@ -14,7 +14,9 @@
  * flow-controlled stream messages of stream-channel.ts, under the request's id.
  */
 import type { BodyStream } from './stream-channel.js';
+import type { WebSocketEnd } from './websocket.js';
 export type { BodyStream } from './stream-channel.js';
+export type { WebSocketEnd } from './websocket.js';
 
 /** A request as the function sees it. */
 export interface WireRequest {
@@ -33,6 +35,12 @@ export interface WireRequest {
    * leaves. Absent: the body, if any, is whole in `body`.
    */
   bodyStream?: BodyStream;
+  /**
+   * `'websocket'` for a WebSocket upgrade request (`Upgrade: websocket`, handshake checked by
+   * the host): the function may answer `101` with a WebSocket (then the response has
+   * `webSocket`). Absent for every other request.
+   */
+  upgrade?: 'websocket';
 }
 
 /** Why a streamed request body failed: the client sent too much (413), stalled (408) or left. */
@@ -45,8 +53,17 @@ export class BodyLimitError extends Error {
 
 /** A response as the host writes it. */
 export interface WireResponse {
-  /** HTTP status, 200–599. */
+  /**
+   * HTTP status, 200–599 (101 with `webSocket`); or 0 for a network error (the function returned `Response.error()`):
+   * the host then resets the client's connection instead of answering (and counts status 0).
+   */
   status: number;
+  /**
+   * The reason phrase the function gave (`new Response(body, { status, statusText })`), sent
+   * on the status line instead of the standard one; absent when it gave none (or `''`).
+   * Characters a status line cannot carry make the response a 500 (FEZZ_ERR_HANDLER_BAD_RESPONSE).
+   */
+  statusText?: string;
   /** Flat `[name, value, ...]`. `set-cookie` may appear several times. */
   headers: string[];
   /** Text (written as UTF-8), bytes, or `null` for an empty body (or a streamed one). */
@@ -59,4 +76,10 @@ export interface WireResponse {
    * chunks and `limits.streamMaxMs` in all.
    */
   stream?: BodyStream;
+  /**
+   * With status 101 (and no body): the function accepted the WebSocket upgrade; this is its
+   * side of the socket (src/wire/websocket.ts), which the host joins to the client's. Only
+   * ever set for a request with `upgrade`.
+   */
+  webSocket?: WebSocketEnd;
 }

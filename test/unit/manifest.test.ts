@@ -7,7 +7,7 @@ describe('manifest schema', () => {
     const m = manifestSchema.parse({ id: 'todos', version: '1.2.0', entry: 'index.ts' });
     assert.deepEqual(m, {
       id: 'todos', version: '1.2.0', entry: 'index.ts', runtime: 'isolate', routes: [], env: {},
-      limits: { timeoutMs: 10000, streamIdleMs: 30000, streamMaxMs: 900000, memoryMb: 128, concurrency: 64, maxQueue: 1000, maxBodyBytes: 6291456 },
+      limits: { timeoutMs: 10000, streamIdleMs: 30000, streamMaxMs: 900000, memoryMb: 128, concurrency: 64, maxQueue: 1000, maxBodyBytes: 6291456, maxWebSockets: 1000, webSocketIdleMs: 300000, webSocketMaxMessageBytes: 1048576 },
       instances: { min: 0, max: 2 }, idleTtlSeconds: 300,
       permissions: { outbound: [], files: [], env: [] }, isolation: 'thread',
     });

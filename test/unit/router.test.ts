@@ -34,6 +34,35 @@ describe('HostRouter', () => {
     assert.equal(r.match('GET', '/healthz').kind, 'health');
   });
 
+  it('issue 14: a wildcard route /x/* also matches /x/ (with * empty), not /x; HEAD and 405 follow it', () => {
+    const r = router();
+    r.add('GET', '/files/*', { fn: 'F', handler: 'files' }, 'files@1.0.0');
+    r.add('GET', '/users/:id/*', { fn: 'U', handler: null }, 'users@1.0.0');
+    r.add('GET', '/', { fn: 'R', handler: null }, 'root@1.0.0');
+    assert.deepEqual(r.match('GET', '/files/'), { kind: 'found', fn: 'F', handler: 'files', params: { '*': '' }, path: '/files/' });
+    assert.deepEqual((r.match('GET', '/files/a/b') as { params: unknown }).params, { '*': 'a/b' });
+    assert.equal(r.match('GET', '/files').kind, 'not-found');
+    assert.deepEqual((r.match('GET', '/users/7/') as { params: unknown }).params, { id: '7', '*': '' });
+    assert.equal(r.match('HEAD', '/files/').kind, 'found');
+    assert.deepEqual(r.match('POST', '/files/'), { kind: 'method-not-allowed', allow: ['GET', 'HEAD'] });
+    assert.equal((r.match('GET', '/') as { fn: string }).fn, 'R', 'a plain trailing-slash path is unchanged');
+    assert.equal(r.match('GET', '/nothing/').kind, 'not-found');
+  });
+
+  it('issue 14: OPTIONS on a path whose routes have no OPTIONS handler goes to that function\'s default handler', () => {
+    const r = router();
+    r.add('GET', '/todos/:id', { fn: 'T', handler: 'get' }, 'todos@1.0.0');
+    r.add('DELETE', '/todos/:id', { fn: 'T', handler: 'del' }, 'todos@1.0.0');
+    r.add('OPTIONS', '/own', { fn: 'O', handler: 'preflight' }, 'own@1.0.0');
+    r.add('GET', '/own', { fn: 'O', handler: null }, 'own@1.0.0');
+    r.add('GET', '/api/*', { fn: 'A', handler: null }, 'api@1.0.0');
+    assert.deepEqual(r.match('OPTIONS', '/todos/7'), { kind: 'found', fn: 'T', handler: null, params: { id: '7' }, path: '/todos/7' });
+    assert.deepEqual(r.match('OPTIONS', '/api/'), { kind: 'found', fn: 'A', handler: null, params: { '*': '' }, path: '/api/' });
+    assert.equal((r.match('OPTIONS', '/own') as { handler: string }).handler, 'preflight', 'an OPTIONS route of its own wins');
+    assert.equal(r.match('OPTIONS', '/nowhere').kind, 'not-found');
+    assert.equal(r.match('PUT', '/todos/7').kind, 'method-not-allowed', 'other methods still get 405');
+  });
+
   it('conflicts name both functions; reserved paths are refused', () => {
     const r = router();
     r.add('GET', '/users/:id', { fn: 'U', handler: null }, 'users@1.0.0');

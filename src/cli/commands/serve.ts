@@ -11,6 +11,7 @@ import type { SourceSync, SourceSyncOptions } from '../../fleet/source-sync.js';
 import type { S3StoreOptions } from '../../fleet/s3-store.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultTokenFile } from '../../config/token.js';
+import { defaultSecretsDir, defaultSecretsKeyFile } from '../../secrets/key.js';
 import { DRAIN_DELAY_SERVE_MS, type HostOptions } from '../../config/options.js';
 import { announceIsolation, announceServing, announceToken, shutdownOnce } from '../serve-lifecycle.js';
 
@@ -40,6 +41,13 @@ function ms(value: string): number {
   return n;
 }
 
+/** A default path for help text: relative to the home directory as `~/…`. */
+function shownDefault(f: () => string): string {
+  const p = f();
+  const home = os.homedir();
+  return p.startsWith(home + path.sep) ? `~${p.slice(home.length)}` : p;
+}
+
 /** Take the static AWS keys out of the environment (fleet/s3-store.ts takeS3Credentials). */
 async function sourceCredentials(): Promise<S3StoreOptions | undefined> {
   const { takeS3Credentials } = await import('../../fleet/s3-store.js');
@@ -53,10 +61,20 @@ async function startSource(o: SourceSyncOptions): Promise<SourceSync> {
   return startSourceSync(o);
 }
 
+/** `fezz serve`. */
 export function serveCommand(): Command {
-  return new Command('serve')
-    .description('serve the functions in a directory over HTTP')
-    .showHelpAfterError('(run fezz serve --help for usage)')
+  return hostCommand('serve', { description: 'serve the functions in a directory over HTTP', dev: false });
+}
+
+/**
+ * The command that runs a host: `fezz serve`, and `fezz dev` (commands/dev.ts: the same
+ * options and behaviour with dev mode always on, as `fezz serve --dev`).
+ * @param name the command's name. @param o.dev dev mode whatever `--dev`/FEZZ_DEV say.
+ */
+export function hostCommand(name: string, o: { description: string; dev: boolean }): Command {
+  return new Command(name)
+    .description(o.description)
+    .showHelpAfterError(`(run fezz ${name} --help for usage)`)
     .addOption(new Option('-d, --dir <path>', 'functions directory, one <id>@<version>/ per function').env('FEZZ_DIR').default('./functions'))
     .addOption(new Option('-p, --port <port>', 'public listener port (0 = any free port)').env('FEZZ_PORT').default(3000).argParser(port))
     .addOption(new Option('--host <address>', 'public listener address').env('FEZZ_LISTEN_HOST').default('127.0.0.1'))
@@ -65,7 +83,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--admin-socket <path>', 'also serve the admin API on this unix socket (mode 0600); the admin token then works only there, the TCP listener keeps serving plugins').env('FEZZ_ADMIN_SOCKET'))
     .addOption(new Option('--token <token>', 'admin bearer token (prefer --token-file: a flag shows in the process list)').env('FEZZ_TOKEN'))
     .addOption(new Option('--token-file <path>', 'file with the admin token, mode 0600; created with a random token if missing (default: $XDG_RUNTIME_DIR/fezz/admin-token or ~/.fezz/admin-token)').env('FEZZ_TOKEN_FILE'))
-    .addOption(new Option('--dev', 'dev mode: stacks in 500 bodies, debug logs, access log').env('FEZZ_DEV').default(false))
+    .addOption(new Option('--dev', o.dev ? 'dev mode (always on for fezz dev)' : 'dev mode: stacks in 500 bodies, debug logs, access log, .dev.vars read (fezz dev is the same)').env('FEZZ_DEV').default(o.dev))
     .addOption(new Option('--access-log', 'log one line per request').default(false))
     .addOption(new Option('--no-watch', 'do not watch the functions directory for changes (hot reload)'))
     .addOption(new Option('--cache-dir <path>', 'where bundles are cached (default: <tmpdir>/fezz-cache)'))
@@ -76,20 +94,33 @@ export function serveCommand(): Command {
     .addOption(new Option('--source <url>', 'follow an object store: s3://bucket/prefix holds the desired functions (fezz deploy --to); synced before the port opens, then every --source-poll ms (docs/fleet.md)').env('FEZZ_SOURCE'))
     .addOption(new Option('--source-poll <ms>', 'how often --source is checked for changes, in ms').env('FEZZ_SOURCE_POLL').default(1000).argParser(ms))
     .addOption(new Option('--workers <n>', 'host processes sharing the public port: an integer, or "auto" for one per core; each has its own isolates and plugins, the admin API covers them all (docs/scaling.md)').env('FEZZ_WORKERS').default(1).argParser(workersOption))
+    .addOption(new Option('--no-schedule', 'do not fire cron triggers in this host (fezz trigger still runs them); for all but one host of a fleet (docs/triggers.md)'))
+    .addOption(new Option('--trust-proxy <value>', 'believe x-forwarded-for/-proto from proxies in front: a hop count ("1": one load balancer), or a comma-separated list of addresses, CIDR ranges, "loopback", "private"; 0 = believe none (docs/operating.md)').env('FEZZ_TRUST_PROXY'))
     .addOption(new Option('--max-connections <n>', 'most open public connections (default: the fd limit minus a reserve)').env('FEZZ_MAX_CONNECTIONS').argParser(count))
     .addOption(new Option('--headers-timeout <ms>', 'time a client has to send its request head, in ms').env('FEZZ_HEADERS_TIMEOUT').default(20_000).argParser(ms))
     .addOption(new Option('--keep-alive-timeout <ms>', 'idle keep-alive connections close after this, in ms').env('FEZZ_KEEP_ALIVE_TIMEOUT').default(5_000).argParser(ms))
     .addOption(new Option('--body-timeout <ms>', 'a request body with no bytes for this long gets 408, in ms').env('FEZZ_BODY_TIMEOUT').default(30_000).argParser(ms))
     .addOption(new Option('--send-timeout <ms>', 'a client reading none of its response for this long is cut off, in ms').env('FEZZ_SEND_TIMEOUT').default(30_000).argParser(ms))
+    .addOption(new Option('--secrets-dir <path>', `where functions' secrets are kept, encrypted, outside the functions directory (fezz secret put; docs/secrets.md) (default: ${shownDefault(defaultSecretsDir)})`).env('FEZZ_SECRETS_DIR'))
+    .addOption(new Option('--secrets-key-file <path>', `file with the secrets key (32 bytes, hex or base64; mode 0600; created when the first secret is stored); or give the key itself in FEZZ_SECRETS_KEY (default: ${shownDefault(defaultSecretsKeyFile)})`).env('FEZZ_SECRETS_KEY_FILE'))
     .action(async (opts: { dir: string; port: number; host: string; adminPort: number; adminHost: string; adminSocket?: string; token?: string; tokenFile?: string; dev: boolean | string; accessLog: boolean; watch: boolean; cacheDir?: string; grace: number; drainDelay: number; startTimeout: number;
-      isolation?: 'thread' | 'sandbox'; workers: number; source?: string; sourcePoll: number; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number }, cmd: Command) => {
+      isolation?: 'thread' | 'sandbox'; schedule: boolean; trustProxy?: string; workers: number; source?: string; sourcePoll: number; maxConnections?: number; headersTimeout: number; keepAliveTimeout: number; bodyTimeout: number; sendTimeout: number;
+      secretsDir?: string; secretsKeyFile?: string }, cmd: Command) => {
       // The admin token must not stay where a function or plugin could read it: FEZZ_TOKEN
       // leaves the environment now (before anything is spawned); a token on the command line
       // is visible in the process list, so say so.
       delete process.env.FEZZ_TOKEN;
       const tokenFrom = cmd.getOptionValueSource('token');
       const tokenFile = opts.token === undefined ? (opts.tokenFile ?? defaultTokenFile()) : undefined;
-      const dev = opts.dev === true || opts.dev === '1' || opts.dev === 'true';
+      const dev = o.dev || opts.dev === true || opts.dev === '1' || opts.dev === 'true';
+      // The secrets key in FEZZ_SECRETS_KEY leaves the environment before anything is spawned,
+      // as the token does; except in the primary of a --workers host, which spawns no function
+      // and whose host processes inherit its environment (each removes it in turn).
+      const secretsKey = process.env.FEZZ_SECRETS_KEY || undefined;
+      if (!(opts.workers > 1 && cluster.isPrimary)) delete process.env.FEZZ_SECRETS_KEY;
+      if (secretsKey !== undefined && cmd.getOptionValueSource('secretsKeyFile') === 'cli') {
+        throw new Error('give the secrets key once: FEZZ_SECRETS_KEY or --secrets-key-file, not both');
+      }
       // Deny by default: production serves every function sandboxed; --dev (npm start) runs
       // threads, for code on the developer's own machine. Threads in production are explicit.
       const isolation = opts.isolation ?? (dev ? 'thread' : 'sandbox');
@@ -102,6 +133,10 @@ export function serveCommand(): Command {
         startTimeoutMs: Number(opts.startTimeout), maxConnections: opts.maxConnections, isolation,
         headersTimeoutMs: Number(opts.headersTimeout), keepAliveTimeoutMs: Number(opts.keepAliveTimeout),
         bodyTimeoutMs: Number(opts.bodyTimeout), sendTimeoutMs: Number(opts.sendTimeout),
+        ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
+        schedule: opts.schedule,
+        secretsDir: opts.secretsDir ?? defaultSecretsDir(), secretsKey,
+        secretsKeyFile: secretsKey === undefined ? (opts.secretsKeyFile ?? defaultSecretsKeyFile()) : undefined,
       };
       // Object-store credentials leave the environment before anything is spawned, as the token does.
       const s3 = opts.source ? await sourceCredentials() : undefined;

@@ -33,7 +33,7 @@ export function functionTemplate({ name, version }: TemplateVars): Record<string
   };
 }
 
-const FEZZ_TYPES = `// The fezz function contract (written by \`fezz new\`; see fezz's README, "The contract").
+export const FEZZ_TYPES = `// The fezz function contract (written by \`fezz new\`; see fezz's README, "The contract").
 
 /** The third argument of every handler. */
 export interface Context {
@@ -142,7 +142,7 @@ test('?name= is used when there is no route parameter', async () => {
 `;
 }
 
-const TSCONFIG = `{
+export const TSCONFIG = `{
   "compilerOptions": {
     "target": "ES2022",
     "module": "NodeNext",

@@ -66,7 +66,16 @@ const NET_FLAGS: readonly string[] = flags.has('--allow-net') ? ['--allow-net'] 
 const fromSources = import.meta.url.endsWith('.ts');
 
 let root: string | null = null;
-let runtime: { dir: string; entry: URL } | null = null;
+let runtime: WorkerRuntime | null = null;
+
+/** Where a hardened worker's own code is. */
+interface WorkerRuntime {
+  /** The directory it may read its code from. */
+  dir: string;
+  entry: URL;
+  /** file: URL of the URLPattern polyfill it imports (readable, that file alone), or null when bundled in or not needed. */
+  urlPattern: string | null;
+}
 let inboxSeq = 0;
 
 /** The per-process directory (created on first use, removed at exit). */
@@ -104,10 +113,17 @@ function isAlive(pid: number): boolean {
  * compiled; from sources, worker-entry.ts and loader-warmup.ts bundled once per process
  * (~60 ms, blocking, on the first worker start).
  */
-function workerRuntime(): { dir: string; entry: URL } {
+function workerRuntime(): WorkerRuntime {
   if (runtime !== null) return runtime;
   if (!fromSources) {
-    runtime = { dir: fileURLToPath(new URL('../../', import.meta.url)), entry: new URL('./worker-entry.js', import.meta.url) };
+    // Where Node has no URLPattern the compiled worker imports the polyfill (platform-globals.ts)
+    // by its file URL, resolved here: a worker may read that one file (public code), and need
+    // not resolve a package (which would read node_modules itself).
+    let urlPattern: string | null = null;
+    if (typeof (globalThis as { URLPattern?: unknown }).URLPattern !== 'function') {
+      try { urlPattern = import.meta.resolve('urlpattern-polyfill/urlpattern'); } catch { /* the worker's own import reports it */ }
+    }
+    runtime = { dir: fileURLToPath(new URL('../../', import.meta.url)), entry: new URL('./worker-entry.js', import.meta.url), urlPattern };
     return runtime;
   }
   const dir = path.join(rootDir(), 'runtime');
@@ -126,7 +142,7 @@ function workerRuntime(): { dir: string; entry: URL } {
     outExtension: { '.js': '.mjs' },
     logLevel: 'silent',
   });
-  runtime = { dir, entry: pathToFileURL(path.join(dir, 'worker-entry.mjs')) };
+  runtime = { dir, entry: pathToFileURL(path.join(dir, 'worker-entry.mjs')), urlPattern: null };
   return runtime;
 }
 
@@ -157,6 +173,8 @@ export interface HardenedLaunch {
   execArgv: string[];
   /** The worker's own directory (created, empty): its function's bundle is linked there. */
   inbox: string;
+  /** file: URL of the URLPattern polyfill the worker imports (WorkerStartData.urlPattern), or null. */
+  urlPattern: string | null;
 }
 
 /**
@@ -167,8 +185,8 @@ export function hardenedLaunch(grants: WorkerGrants): HardenedLaunch {
   const rt = workerRuntime();
   const inbox = path.join(rootDir(), String(++inboxSeq));
   mkdirSync(inbox, { mode: 0o700 });
-  const read = [rt.dir, inbox, ...grants.read].map((p) => `--allow-fs-read=${p}`);
-  return { url: rt.entry, execArgv: [...PERMISSION_FLAGS, ...NO_IMPLICIT_CWD, ...read, ...(grants.net ? NET_FLAGS : [])], inbox };
+  const read = [rt.dir, ...(rt.urlPattern === null ? [] : [fileURLToPath(rt.urlPattern)]), inbox, ...grants.read].map((p) => `--allow-fs-read=${p}`);
+  return { url: rt.entry, execArgv: [...PERMISSION_FLAGS, ...NO_IMPLICIT_CWD, ...read, ...(grants.net ? NET_FLAGS : [])], inbox, urlPattern: rt.urlPattern };
 }
 
 /**

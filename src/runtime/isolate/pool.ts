@@ -30,6 +30,9 @@ import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
 import { EGRESS_SOCKET } from '../../egress/connector.js';
 import { StreamReceiver, StreamSender, type BodyStream } from '../../wire/stream-channel.js';
 import { admitSandboxBundle, dropSandboxSpare, ensureSandboxSpare, startSandbox, takeSandboxSpare } from '../sandbox/spares.js';
+import { SocketBook } from '../../websocket/book.js';
+import { HostSocketEnd } from '../../websocket/host-end.js';
+import { CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR } from '../../wire/websocket.js';
 
 
 /** What a pool needs to know about its function. */
@@ -92,6 +95,8 @@ class Instance {
   readonly streams = new Map<number, StreamReceiver>();
   /** Request bodies the host is streaming to it, by task id. */
   readonly bodies = new Map<number, StreamSender>();
+  /** Its open WebSockets, by the id of the upgrade request each came from (they keep it from eviction). */
+  readonly sockets = new Map<number, HostSocketEnd>();
   lastActive: number;
   readonly startedAt: number;
   timer: NodeJS.Timeout | null = null;
@@ -117,20 +122,40 @@ class Instance {
 const START_BACKOFF_MIN_MS = 1000;
 
 // hot path -- change with care
-/** `[Response, id, status, headers, body]` with a status 200-599, string headers in pairs, and a string, bytes or null body. */
+/**
+ * `[Response, id, status, headers, body, statusText?]` with a status 200-599, string headers
+ * in pairs, a string, bytes or null body and an optional status text; or the network error
+ * (`Response.error()`): status 0, no headers, null body.
+ */
 function wellFormed(m: unknown[]): boolean {
   const body = m[4];
-  return wellFormedHead(m) && (body === null || typeof body === 'string' || body instanceof Uint8Array);
+  if (m[2] === 0) return body === null && Array.isArray(m[3]) && m[3].length === 0 && m.length === 5;
+  return wellFormedHead(m, 5) && (body === null || typeof body === 'string' || body instanceof Uint8Array);
 }
 
-/** `[_, id, status, headers, ...]` with a status 200-599 and string headers in pairs. */
-function wellFormedHead(m: unknown[]): boolean {
+/** Longest status text passed on, in UTF-16 units (a reason phrase is a few words). */
+const MAX_STATUS_TEXT = 512;
+
+/** `[_, id, status, headers, ...]` with a status 200-599, string headers in pairs, and at `textAt` nothing or a status text. */
+function wellFormedHead(m: unknown[], textAt: number): boolean {
   const status = m[2];
   const headers = m[3];
   if (typeof status !== 'number' || !(status >= 200 && status <= 599) || (status | 0) !== status) return false;
   if (!Array.isArray(headers) || (headers.length & 1) !== 0) return false;
   for (let i = 0; i < headers.length; i++) if (typeof headers[i] !== 'string') return false;
+  if (m.length > textAt) {
+    const text = m[textAt];
+    if (m.length > textAt + 1 || typeof text !== 'string' || text.length > MAX_STATUS_TEXT) return false;
+  }
   return true;
+}
+
+/**
+ * A response from a well-formed Response message, with its status text when the instance sent
+ * one. Status 0 is a network error (`Response.error()`): the host resets the client's connection.
+ */
+function wireOf(status: number, headers: string[], body: string | Uint8Array | null, text: unknown): WireResponse {
+  return text === undefined ? { status, headers, body } : { status, headers, body, statusText: text as string };
 }
 
 const BODY_TAGS = { chunk: ToWorker.BodyChunk, end: ToWorker.BodyEnd, error: ToWorker.BodyError };
@@ -186,8 +211,12 @@ export class IsolatePool implements FunctionRuntime {
   #warmWaiters: Array<() => void> = [];
   #readyWaiters: Array<(err: string | null) => void> = [];
 
+  /** Its open WebSockets (src/websocket/), capped at `limits.maxWebSockets`. */
+  readonly webSockets: SocketBook;
+
   constructor(options: IsolatePoolOptions) {
     this.#o = options;
+    this.webSockets = new SocketBook(options.limits.maxWebSockets);
     this.#grants = options.grants ?? NO_GRANTS;
     this.#sandbox = options.isolation === 'sandbox';
     if (this.#sandbox) ensureSandboxSpare(options.limits.memoryMb, this.#grants.read);
@@ -199,6 +228,7 @@ export class IsolatePool implements FunctionRuntime {
       handlerNames: options.handlerNames,
       requireFetch: true,
       memoryMb: options.limits.memoryMb,
+      webSocketMaxMessageBytes: options.limits.webSocketMaxMessageBytes,
     };
   }
 
@@ -230,6 +260,7 @@ export class IsolatePool implements FunctionRuntime {
     const id = ++this.#taskSeq;
     const msg: RequestMessage = [ToWorker.Request, id, w.method, w.url, w.headers, body, req.handler, req.params, req.requestId];
     if (w.bodyStream !== undefined) msg.push(true);
+    if (w.upgrade !== undefined) { if (msg.length === 9) msg.push(undefined); msg.push(true); }
     return new Promise<WireResponse>((resolve) => {
       const task: Task = { id, msg, transfer, deadline: now + this.#o.limits.timeoutMs, resolve, requestId: req.requestId, inst: null, cancelled: false, body: w.bodyStream, bodySender: null };
       req.slot = task;
@@ -369,7 +400,7 @@ export class IsolatePool implements FunctionRuntime {
           this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, instance: inst.seq }, 'instance sent a malformed response message');
           task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, 'a malformed response message from its instance']));
         } else {
-          task.resolve({ status: m[2] as number, headers: m[3] as string[], body: m[4] as string | Uint8Array | null });
+          task.resolve(wireOf(m[2] as number, m[3] as string[], m[4] as string | Uint8Array | null, m[5]));
         }
         this.#release(inst, task.id);
         return;
@@ -405,7 +436,7 @@ export class IsolatePool implements FunctionRuntime {
         const task = inst.pending.get(m[1] as number);
         if (task === undefined) return; // timed out already (the worker's stream is cancelled below)
         inst.pending.delete(task.id);
-        if (!wellFormedHead(m)) {
+        if (!wellFormedHead(m, 4)) {
           this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, instance: inst.seq }, 'instance sent a malformed response message');
           task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, 'a malformed response message from its instance']));
           postDirect(inst, [ToWorker.StreamCancel, task.id, 'malformed']);
@@ -424,7 +455,9 @@ export class IsolatePool implements FunctionRuntime {
           (reason) => { if (inst.state !== State.Dead) postDirect(inst, [ToWorker.StreamCancel, id, reason]); done(); },
         );
         inst.streams.set(id, receiver);
-        task.resolve({ status: m[2] as number, headers: m[3] as string[], body: null, stream: receiver });
+        const head: WireResponse = { status: m[2] as number, headers: m[3] as string[], body: null, stream: receiver };
+        if (m[4] !== undefined) head.statusText = m[4] as string;
+        task.resolve(head);
         return;
       }
       case FromWorker.StreamChunk: {
@@ -449,6 +482,14 @@ export class IsolatePool implements FunctionRuntime {
       }
       case FromWorker.BodyCredit:
         inst.bodies.get(m[1] as number)?.credit(m[2] as number);
+        return;
+      case FromWorker.WsAccept:
+        this.#acceptSocket(inst, m);
+        return;
+      case FromWorker.WsMessage:
+      case FromWorker.WsClose:
+      case FromWorker.WsCredit:
+        inst.sockets.get(m[1] as number)?.fromFunction(m);
         return;
       case FromWorker.BodyCancel:
         inst.bodies.get(m[1] as number)?.cancel(String(m[2]));
@@ -495,6 +536,49 @@ export class IsolatePool implements FunctionRuntime {
         return;
       }
     }
+  }
+
+  /**
+   * `[WsAccept, id, headers]`: upgrade request `id` was answered 101 with a WebSocket. Its
+   * slot is free; the socket lives on this instance until it closes (or the instance stops).
+   */
+  #acceptSocket(inst: Instance, m: unknown[]): void {
+    const id = m[1] as number;
+    const task = inst.pending.get(id);
+    if (task === undefined) {
+      // Timed out or its client left meanwhile: the function's side closes at once.
+      if (typeof id === 'number') queueMessage(inst, [ToWorker.WsClose, id, CLOSE_ABNORMAL, 'the upgrade request was cancelled']);
+      return;
+    }
+    inst.pending.delete(id);
+    const headers = m[2];
+    if (task.msg[10] !== true || m.length !== 3 || !wellFormedHead([0, id, 200, headers], 4)) {
+      this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, instance: inst.seq }, 'instance sent a malformed WebSocket accept');
+      queueMessage(inst, [ToWorker.WsClose, id, CLOSE_INTERNAL_ERROR, 'malformed']);
+      task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, 'a malformed WebSocket accept from its instance']));
+      this.#release(inst, id);
+      return;
+    }
+    const end = new HostSocketEnd({
+      id,
+      maxMessageBytes: this.#o.limits.webSocketMaxMessageBytes,
+      post: (msg, transfer) => {
+        if (inst.state === State.Dead) return;
+        inst.outbox.push(msg);
+        if (transfer !== undefined && !this.#sandbox) inst.outTransfer.push(transfer);
+        if (!inst.flushScheduled) { inst.flushScheduled = true; setImmediate(flushInstance, inst); }
+      },
+      onDone: (e) => {
+        if (inst.sockets.get(id) === e) inst.sockets.delete(id);
+        inst.lastActive = performance.now();
+      },
+      onViolation: (_e, what) => {
+        this.#o.logger.error({ fn: this.#o.fnKey, requestId: task.requestId, instance: inst.seq }, `WebSocket closed with 1011: its instance sent ${what}`);
+      },
+    });
+    inst.sockets.set(id, end);
+    task.resolve({ status: 101, headers: headers as string[], body: null, webSocket: end });
+    this.#release(inst, id);
   }
 
   #onStartTimeout = (inst: Instance): void => {
@@ -680,6 +764,11 @@ export class IsolatePool implements FunctionRuntime {
     inst.streams.clear();
     for (const b of inst.bodies.values()) b.cancel('instance gone');
     inst.bodies.clear();
+    // Its WebSockets end: their clients get 1011 (unless closing already, e.g. retired with 1001).
+    if (inst.sockets.size > 0) {
+      for (const end of inst.sockets.values()) end.fail(CLOSE_INTERNAL_ERROR, 'function instance stopped', 'instance');
+      inst.sockets.clear();
+    }
     inst.inflight = 0;
   }
 
@@ -738,7 +827,7 @@ export class IsolatePool implements FunctionRuntime {
     const now = performance.now();
     for (const inst of [...this.#instances]) {
       if (this.#instances.length <= this.#o.instances.min) break;
-      if (inst.state === State.Ready && inst.inflight === 0 && now - inst.lastActive >= this.#o.idleTtlMs) {
+      if (inst.state === State.Ready && inst.inflight === 0 && inst.sockets.size === 0 && now - inst.lastActive >= this.#o.idleTtlMs) {
         this.#stats.evictions++;
         this.#o.logger.debug({ fn: this.#o.fnKey, instance: inst.seq }, 'evicting idle instance');
         void this.#retire(inst, 'evicted', 30_000);
@@ -778,6 +867,7 @@ export class IsolatePool implements FunctionRuntime {
       queued: this.#queue.length - this.#qHead - this.#cancelledQueued,
       ...this.#stats,
       lastError: this.#lastError,
+      webSockets: this.webSockets.stats(),
     };
   }
 
@@ -791,8 +881,14 @@ export class IsolatePool implements FunctionRuntime {
     this.#drainQueue(() => errorResponse('FEZZ_ERR_SHUTTING_DOWN', [], RETRY_AFTER));
     if (this.#sweepTimer !== null) { clearInterval(this.#sweepTimer); this.#sweepTimer = null; }
     const deadline = performance.now() + graceMs;
-    while (this.#instances.some((i) => i.inflight > 0) && performance.now() < deadline) {
+    // Open WebSockets are in-flight work too: a retired version keeps its instances while they
+    // are open, up to the grace, then they close with 1001.
+    while ((this.#instances.some((i) => i.inflight > 0) || this.webSockets.open > 0) && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
+    }
+    if (this.webSockets.open > 0) {
+      this.#o.logger.info({ fn: this.#o.fnKey, webSockets: this.webSockets.open, graceMs }, 'closing the WebSockets still open on a stopping function version (1001)');
+      this.webSockets.terminateAll(CLOSE_GOING_AWAY, 'function version retired', 'retired');
     }
     const stops: Promise<void>[] = [];
     for (const inst of [...this.#instances]) {

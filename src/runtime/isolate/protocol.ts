@@ -28,11 +28,23 @@ export enum ToWorker {
   BodyEnd = 10,
   /** `[BodyError, id, message]`: request `id`'s body failed (too large, stalled, client gone). */
   BodyError = 11,
+  /** `[WsMessage, id, data]`: a client message (string, or Uint8Array for binary) for WebSocket `id` (src/websocket/). */
+  WsMessage = 12,
+  /**
+   * `[WsClose, id, code, reason]`: WebSocket `id` is closed (the client closed it, the host
+   * did, or the close the function started is done): its `close` event fires with `code`.
+   */
+  WsClose = 13,
+  /** `[WsCredit, id, bytes]`: the host wrote `bytes` of WebSocket `id`'s messages to the client. */
+  WsCredit = 14,
 }
 
 /** Worker -> host. */
 export enum FromWorker {
-  /** `[Response, id, status, headers, body]` */
+  /**
+   * `[Response, id, status, headers, body, statusText?]`: `statusText` only when the function
+   * gave one; status 0 (no headers, null body) is a network error (`Response.error()`).
+   */
   Response = 1,
   /** `[Error, id, code, message, stack]`: the handler threw or returned something bad. */
   Error = 2,
@@ -52,7 +64,7 @@ export enum FromWorker {
    * instance keeps serving; that request, if still running, was failed with an Error message.
    */
   Uncaught = 9,
-  /** `[StreamHead, id, status, headers]`: request `id` answered with a streamed body; its chunks follow. */
+  /** `[StreamHead, id, status, headers, statusText?]`: request `id` answered with a streamed body; its chunks follow. */
   StreamHead = 10,
   /** `[StreamChunk, id, Uint8Array]`: the next bytes of request `id`'s response body (sent while it has credit). */
   StreamChunk = 11,
@@ -64,6 +76,18 @@ export enum FromWorker {
   BodyCredit = 14,
   /** `[BodyCancel, id, reason]`: the function cancelled request `id`'s body (the host discards the rest). */
   BodyCancel = 15,
+  /**
+   * `[WsAccept, id, headers]`: upgrade request `id` answered 101 with a WebSocket (`headers`:
+   * the function's response headers, flat); from now on `id` names the socket, and the
+   * request's slot is free.
+   */
+  WsAccept = 16,
+  /** `[WsMessage, id, data]`: the function sent a message (string, or Uint8Array for binary) on WebSocket `id`. */
+  WsMessage = 17,
+  /** `[WsClose, id, code | null, reason]`: the function called `close(code?, reason?)` on WebSocket `id`. */
+  WsClose = 18,
+  /** `[WsCredit, id, bytes]`: the function took `bytes` of WebSocket `id`'s client messages. */
+  WsCredit = 19,
 }
 
 /*
@@ -73,6 +97,15 @@ export enum FromWorker {
  * BodyCredit. Both follow the window contract of src/wire/stream-channel.ts, so neither side
  * buffers more than a window, over a MessagePort or a sandbox's socket alike. A request whose
  * body is streamed has `true` as the tenth element of its Request message (and a null body).
+ */
+
+/*
+ * WebSockets (src/websocket/, docs/websockets.md): an upgrade request has `true` as the
+ * eleventh element of its Request message. A function that answers it `101` with a WebSocket
+ * sends WsAccept under the request's id, which names the socket from then on; messages go
+ * both ways as WsMessage, each direction under the same credit contract (WsCredit back, a
+ * window of STREAM_WINDOW_BYTES); a close the function starts is its WsClose, and the host's
+ * WsClose ends the socket on the function's side (its `close` event).
  */
 
 /*
@@ -101,10 +134,12 @@ export interface WorkerLoadData {
   handlerNames: string[];
   /** Whether the default `fetch` must exist (it serves `/rpc`, so always true for now). */
   requireFetch: boolean;
+  /** `limits.webSocketMaxMessageBytes`: the largest WebSocket message the function may send, in bytes. @default 1 MiB */
+  webSocketMaxMessageBytes?: number;
 }
 
-export type RequestMessage = [ToWorker.Request, number, string, string, string[], Uint8Array | null, string | null, Record<string, string> | null, string, (true | undefined)?];
-export type ResponseMessage = [FromWorker.Response, number, number, string[], string | Uint8Array | null];
+export type RequestMessage = [ToWorker.Request, number, string, string, string[], Uint8Array | null, string | null, Record<string, string> | null, string, (true | undefined)?, (true | undefined)?];
+export type ResponseMessage = [FromWorker.Response, number, number, string[], string | Uint8Array | null, string?];
 export type ErrorMessage = [FromWorker.Error, number, string, string, string];
 
 /**

@@ -26,6 +26,11 @@ export const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './worker-en
 export interface WorkerStartData {
   /** Run the in-thread lockdown (lockdown.ts) before anything else: set with the permission model. */
   hardened: boolean;
+  /**
+   * file: URL of the URLPattern polyfill to import where Node has none, for a hardened worker
+   * of the compiled build (it may read that one file, not resolve packages: permissions.ts).
+   */
+  urlPattern?: string;
 }
 
 interface Spare { worker: Worker; forget: () => void }
@@ -59,7 +64,8 @@ export function startWorker(memoryMb: number, grants: WorkerGrants = NO_GRANTS):
   const launch = hardenedLaunch(grants);
   let w: Worker;
   try {
-    w = new Worker(launch.url, { ...common, execArgv: launch.execArgv, workerData: { hardened: true } satisfies WorkerStartData });
+    const workerData: WorkerStartData = launch.urlPattern === null ? { hardened: true } : { hardened: true, urlPattern: launch.urlPattern };
+    w = new Worker(launch.url, { ...common, execArgv: launch.execArgv, workerData });
   } catch (err) {
     releaseInbox(launch.inbox);
     throw err;

@@ -18,13 +18,26 @@ import type { WireRequest } from '../../wire/types.js';
 import { StreamReceiver, StreamSender } from '../../wire/stream-channel.js';
 import { chunkBytes } from '../../wire/web-body.js';
 import { lockDown } from './lockdown.js';
+import { installPlatformGlobals } from './platform-globals.js';
 import type { WorkerStartData } from './spares.js';
+import { findScheduled, scheduledEntry, SCHEDULED_HANDLER, type ScheduledHandler } from '../types.js';
+import { StackMapper } from '../../build/source-map.js';
+import { exposeEnvAsGlobals, installServiceWorkerGlobals, watchModule, withServiceWorker } from '../handler/service-worker.js';
+import { SocketHub, pairsMade, upgradeOf, type UpgradeParts } from '../../websocket/function-socket.js';
 
 let port: InstancePort;
 let data: WorkerLoadData;
 let env: Env = Object.freeze({});
 
 let handlers: ModuleHandlers | null = null;
+/** Maps the function's bundle positions in stacks and console lines to its own files (build/source-map.ts); set at load. */
+let stackMapper: StackMapper | null = null;
+/** `text` with the bundle's positions mapped (a substring search when it names none). */
+const mapStack = (text: string): string => (stackMapper === null ? text : stackMapper.map(text));
+/** What a scheduled event (cron trigger) runs: the module's `scheduled` export, adapted (runtime/types.ts). */
+let scheduled: Handler = scheduledEntry(null);
+/** URLPattern and navigator installed (runInstance starts it; load waits for it). */
+let platformReady: Promise<void> = Promise.resolve();
 const beforeLoad: RequestMessage[] = [];
 /** In-flight requests by pool-local id, for `Abort`. */
 const inflight = new Map<number, FastRequest>();
@@ -33,6 +46,8 @@ const responseStreams = new Map<number, StreamSender>();
 /** Request bodies the host streams in, by pool-local id. */
 const requestBodies = new Map<number, StreamReceiver>();
 const RESPONSE_STREAM_TAGS = { chunk: FromWorker.StreamChunk, end: FromWorker.StreamEnd, error: FromWorker.StreamError };
+/** Requests that are WebSocket upgrades (the function may answer 101 with a WebSocket): pool-local id -> the host's request id. */
+const upgrades = new Map<number, string>();
 const waitUntil = new WaitUntilTracker((err) => { console.error('waitUntil promise rejected:', err); });
 
 // Every console.* call becomes a host log line tagged with the function and the request it
@@ -71,6 +86,17 @@ function direct(msg: unknown[]): void {
   port.postMessage(msg);
 }
 
+/**
+ * The function's WebSockets (src/websocket/function-socket.ts), by the id of the upgrade
+ * request each came from. Their events run in that request's async context (console lines
+ * carry its id); a listener's throw is reported like any error nothing handled.
+ */
+const sockets = new SocketHub({
+  post: (msg, transfer) => emit(msg, transfer),
+  run: (requestId, fn) => currentRequest.run({ id: -1, requestId }, fn),
+  reportError: (err, kind, requestId) => currentRequest.run({ id: -1, requestId }, () => onUncaught(kind, err)),
+});
+
 /*
  * An error nothing handled (a throw in a timer callback, a promise rejected with no handler)
  * does not end the instance, as in workerd: it is reported to the host with the request whose
@@ -83,7 +109,7 @@ function onUncaught(kind: 'uncaughtException' | 'unhandledRejection', err: unkno
     const e = err as { name?: string; message?: string; stack?: string } | null;
     const message = e !== null && typeof e === 'object' ? `${String(e.name ?? 'Error')}: ${String(e.message ?? '')}` : String(err);
     const stack = e !== null && typeof e === 'object' && typeof e.stack === 'string' ? e.stack : '';
-    emit([FromWorker.Uncaught, kind, scope?.requestId ?? null, message, stack]);
+    emit([FromWorker.Uncaught, kind, scope?.requestId ?? null, message, mapStack(stack)]);
     if (scope !== undefined) fail(scope.id, err);
     if (overExternalLimit()) exitOutOfMemory();
   } catch {
@@ -137,6 +163,11 @@ function onMessage(msg: unknown[]): void {
     case ToWorker.BodyError:
       requestBodies.get(msg[1] as number)?.fail(String(msg[2]));
       break;
+    case ToWorker.WsMessage:
+    case ToWorker.WsClose:
+    case ToWorker.WsCredit:
+      sockets.onMessage(msg);
+      break;
     case ToWorker.Load:
       void load(msg[1] as WorkerLoadData);
       break;
@@ -166,19 +197,22 @@ function exitOutOfMemory(): never {
  * memory hooks and the loader warm-up; the function arrives with the first Load message.
  * Call once per thread or process.
  */
-export function runInstance(p: InstancePort, hardened: boolean): void {
+export function runInstance(p: InstancePort, hardened: boolean, urlPatternPolyfill?: string): void {
   if (hardened) lockDown();
   port = p;
   installFastResponse();
   for (const [method, level] of Object.entries(consoleLevels)) {
     (console as unknown as Record<string, (...args: unknown[]) => void>)[method] = (...args: unknown[]) => {
-      emit([FromWorker.Log, level, format(...args), currentRequest.getStore()?.requestId ?? null]);
+      emit([FromWorker.Log, level, mapStack(format(...args)), currentRequest.getStore()?.requestId ?? null]);
     };
   }
   port.on('message', onMessage);
   process.on('uncaughtException', (err) => onUncaught('uncaughtException', err));
   process.on('unhandledRejection', (reason) => onUncaught('unhandledRejection', reason));
   setInterval(() => { if (overExternalLimit()) exitOutOfMemory(); }, 250).unref();
+  // URLPattern and navigator where Node lacks them, loaded while the instance waits for its
+  // function (a spare does this ahead of time); load() waits for it before importing.
+  platformReady = installPlatformGlobals(urlPatternPolyfill);
   warmUp();
 }
 
@@ -203,24 +237,47 @@ function warmUp(): void {
 async function load(d: WorkerLoadData): Promise<void> {
   data = d;
   externalLimitBytes = d.memoryMb * 1024 * 1024;
+  if (d.webSocketMaxMessageBytes !== undefined) sockets.maxMessageBytes = d.webSocketMaxMessageBytes;
   env = Object.freeze({ ...d.env });
   // The function sees its manifest env as process.env too, never the host's.
   for (const k of Object.keys(process.env)) delete process.env[k];
   Object.assign(process.env, d.env);
+  stackMapper = new StackMapper(d.moduleUrl);
+  // Service-worker syntax (handler/service-worker.ts): the module may register its handlers with
+  // addEventListener at import, and read the env as globals (removed again if it does not).
+  installServiceWorkerGlobals();
+  watchModule(d.moduleUrl);
+  const hideEnv = exposeEnvAsGlobals(env);
   try {
-    const mod = await import(d.moduleUrl) as Record<string, unknown>;
-    handlers = resolveHandlers(d.fnKey, mod, d.handlerNames, d.requireFetch);
+    await platformReady;
+    const sw = withServiceWorker(d.fnKey, d.moduleUrl, await import(d.moduleUrl) as Record<string, unknown>, d.requireFetch);
+    if (!sw.serviceWorker) hideEnv();
+    handlers = resolveHandlers(d.fnKey, sw.mod, d.handlerNames, d.requireFetch);
+    const fn = findScheduled(sw.mod);
+    scheduled = scheduledEntry(fn === null ? null : mappingErrors(fn));
   } catch (err) {
     const e = err as { code?: string; message?: string; stack?: string; resource?: string };
     let message = String(e?.message ?? err);
     if (e?.code === 'ERR_ACCESS_DENIED') {
       message += `${e.resource ? ` (${e.resource})` : ''}: an isolate function reads only its own bundle and the files its manifest grants (permissions.files), and starts no process, worker or native code (docs/security.md)`;
     }
-    direct([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', message, String(e?.stack ?? '')]);
+    direct([FromWorker.LoadError, typeof e?.code === 'string' ? e.code : 'FEZZ_ERR_INSTANCE_START_FAILED', message, mapStack(String(e?.stack ?? ''))]);
     return;
   }
   direct([FromWorker.Ready]);
   for (const m of beforeLoad.splice(0)) handle(m);
+}
+
+/** `fn`, with the stack of what it throws or rejects with mapped to the function's files (the scheduled run's outcome carries it). */
+function mappingErrors(fn: ScheduledHandler): ScheduledHandler {
+  return async (controller, e, ctx) => {
+    try {
+      return await fn(controller, e, ctx);
+    } catch (err) {
+      stackMapper?.mapError(err);
+      throw err;
+    }
+  };
 }
 
 // hot path -- change with care
@@ -231,6 +288,7 @@ function handle(m: RequestMessage): void {
     const body = requestBodies.get(id);
     if (body !== undefined) wire.bodyStream = body;
   }
+  if (m[10] === true) { wire.upgrade = 'websocket'; upgrades.set(id, m[8]); }
   // The body was moved to this worker for this request alone: the handler may have it as is.
   const fast = new FastRequest(wire, true);
   inflight.set(id, fast);
@@ -241,7 +299,7 @@ function handle(m: RequestMessage): void {
     waitUntil: (p) => waitUntil.add(p),
     passThroughOnException() {},
   };
-  const handler: Handler | null | undefined = m[6] === null ? handlers!.fetch : handlers!.named.get(m[6]);
+  const handler: Handler | null | undefined = m[6] === null ? handlers!.fetch : m[6] === SCHEDULED_HANDLER ? scheduled : handlers!.named.get(m[6]);
   let result: Response | Promise<Response>;
   try {
     result = currentRequest.run({ id, requestId: m[8] }, handler!, request, env, ctx);
@@ -263,21 +321,58 @@ function acceptBody(id: number): void {
 }
 
 function finish(id: number, value: unknown): void {
+  if (upgrades.size > 0 || pairsMade()) {
+    // A WebSocket upgrade, or a function that made a WebSocketPair: a 101 with a WebSocket?
+    const requestId = upgrades.get(id);
+    if (requestId !== undefined) upgrades.delete(id);
+    const upgrade = upgradeOf(value);
+    if (upgrade !== null) { acceptWebSocket(id, requestId, upgrade); return; }
+  }
   let parts: ResponseParts | Promise<ResponseParts>;
+  let statusText: string | undefined;
   try {
     parts = readResponse(value);
+    statusText = customStatusText(value);
   } catch {
     inflight.delete(id);
     emit([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_BAD_RESPONSE', describe(value), '']);
     return;
   }
-  if (parts instanceof Promise) parts.then((p) => send(id, p), (err) => fail(id, err));
-  else send(id, parts);
+  if (parts instanceof Promise) parts.then((p) => send(id, p, statusText), (err) => fail(id, err));
+  else send(id, parts, statusText);
 }
 
-function send(id: number, p: ResponseParts): void {
+/**
+ * Request `id` was answered 101 with a WebSocket: if it is an upgrade request (`requestId`
+ * set), the socket goes to the host (WsAccept) and the request is over; else it is a bad response.
+ */
+function acceptWebSocket(id: number, requestId: string | undefined, upgrade: UpgradeParts): void {
+  if (!inflight.has(id)) return; // answered already (an error the host has sent)
+  const problem = requestId === undefined
+    ? 'a 101 response with a WebSocket to a request that is not a WebSocket upgrade'
+    : sockets.adopt(id, requestId, upgrade, () => {
+      inflight.delete(id);
+      emit([FromWorker.WsAccept, id, upgrade.headers]);
+    });
+  if (problem !== null) {
+    inflight.delete(id);
+    emit([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_BAD_RESPONSE', problem, '']);
+  }
+}
+
+/**
+ * The reason phrase a function's Response carries (`statusText`), or undefined for none: it
+ * travels as the optional last element of Response/StreamHead messages (protocol.ts).
+ */
+function customStatusText(value: unknown): string | undefined {
+  const t = (value as { statusText?: unknown }).statusText;
+  return typeof t === 'string' && t !== '' ? t : undefined;
+}
+
+// hot path -- change with care
+function send(id: number, p: ResponseParts, statusText: string | undefined): void {
   if (requestBodies.size > 0) requestBodies.delete(id);
-  if (p.stream !== undefined) { sendStream(id, p, p.stream); return; }
+  if (p.stream !== undefined) { sendStream(id, p, p.stream, statusText); return; }
   if (!inflight.delete(id)) return; // already timed out and forgotten by the host
   if (overExternalLimit()) {
     emit([FromWorker.Error, id, 'FEZZ_ERR_INSTANCE_OUT_OF_MEMORY', `ArrayBuffer memory over ${data.memoryMb} MB`, '']);
@@ -288,22 +383,23 @@ function send(id: number, p: ResponseParts): void {
     // Structured clone copies a view's whole backing buffer: trim views first. Bytes read
     // from a real Response are ours alone, so their buffer is moved, not copied.
     if (p.owned && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) {
-      emit([FromWorker.Response, id, p.status, p.headers, body], body.buffer as ArrayBuffer);
+      emit(statusText === undefined ? [FromWorker.Response, id, p.status, p.headers, body] : [FromWorker.Response, id, p.status, p.headers, body, statusText], body.buffer as ArrayBuffer);
       return;
     }
     if (body.byteLength !== body.buffer.byteLength) body = body.slice();
   }
-  emit([FromWorker.Response, id, p.status, p.headers, body]);
+  // Response.error() arrives here as status 0 with no headers or body: the host resets the connection.
+  emit(statusText === undefined ? [FromWorker.Response, id, p.status, p.headers, body] : [FromWorker.Response, id, p.status, p.headers, body, statusText]);
 }
 
 /**
  * The head now, then the body as StreamChunk messages while the host grants credit. The
  * request stays in flight (its signal can still abort) until the stream ends or is cancelled.
  */
-function sendStream(id: number, p: ResponseParts, rs: ReadableStream<Uint8Array>): void {
+function sendStream(id: number, p: ResponseParts, rs: ReadableStream<Uint8Array>, statusText: string | undefined): void {
   const fast = inflight.get(id);
   if (fast === undefined) { void rs.cancel('the request timed out').catch(() => undefined); return; }
-  emit([FromWorker.StreamHead, id, p.status, p.headers]);
+  emit(statusText === undefined ? [FromWorker.StreamHead, id, p.status, p.headers] : [FromWorker.StreamHead, id, p.status, p.headers, statusText]);
   const reader = rs.getReader();
   const sender = new StreamSender(id, emit as (m: unknown[], t?: ArrayBuffer) => void, RESPONSE_STREAM_TAGS);
   responseStreams.set(id, sender);
@@ -322,13 +418,17 @@ function sendStream(id: number, p: ResponseParts, rs: ReadableStream<Uint8Array>
 
 function fail(id: number, err: unknown): void {
   if (requestBodies.size > 0) requestBodies.delete(id);
+  if (upgrades.size > 0) upgrades.delete(id);
   if (!inflight.delete(id)) return;
   const e = err as { name?: string; message?: string; stack?: string } | null;
   const message = e && typeof e === 'object' ? `${e.name ?? 'Error'}: ${e.message ?? ''}` : String(err);
-  const stack = e && typeof e === 'object' && typeof e.stack === 'string' ? e.stack : '';
+  const stack = e && typeof e === 'object' && typeof e.stack === 'string' ? mapStack(e.stack) : '';
   emit([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_THREW', message, stack]);
 }
 
 // In a worker thread (the thread tier), serve the pool over parentPort. Imported in a sandbox
 // process, where there is no parentPort, this does nothing: sandbox-entry.ts calls runInstance.
-if (parentPort !== null) runInstance(parentPort, (workerData as WorkerStartData | null)?.hardened === true);
+if (parentPort !== null) {
+  const start = workerData as WorkerStartData | null;
+  runInstance(parentPort, start?.hardened === true, start?.urlPattern);
+}

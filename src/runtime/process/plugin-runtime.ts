@@ -48,11 +48,11 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { errorResponse } from '../../wire/error-response.js';
-import type { BodyStream, WireResponse } from '../../wire/types.js';
+import type { BodyStream, WireRequest, WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { PendingStore } from '../../abi/pending-store.js';
 import type { AbiTokens } from '../../abi/tokens.js';
-import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
+import { CRON_HEADER, SCHEDULED_HANDLER, SCHEDULED_TIME_HEADER, type FunctionRuntime, type InvokeRequest, type RuntimeStats } from '../types.js';
 import type { Socket } from 'node:net';
 import { PluginSandboxHome } from '../sandbox/plugin-sandbox.js';
 
@@ -200,7 +200,10 @@ export class PluginRuntime implements FunctionRuntime {
     // The deadline runs from arrival: queued time counts, but a native child's cold start
     // (loading node and the library) does not, up to startTimeoutMs.
     const starting = child !== null && o.kind === 'native' && !child.ready;
-    const done = o.abi.store.add(req.requestId, o.fnKey, req.wire, o.limits.timeoutMs + (starting ? o.startTimeoutMs : 0), () => {
+    // A scheduled event's headers are the host's word: an HTTP client cannot send them (so a
+    // plugin may trust them, docs/abi.md "Scheduled events").
+    const wire = req.handler === SCHEDULED_HANDLER ? req.wire : withoutScheduledHeaders(req.wire);
+    const done = o.abi.store.add(req.requestId, o.fnKey, wire, o.limits.timeoutMs + (starting ? o.startTimeoutMs : 0), () => {
       this.#stats.timeouts++;
       return errorResponse('FEZZ_ERR_HANDLER_TIMEOUT', [o.fnKey, o.limits.timeoutMs]);
     });
@@ -580,4 +583,20 @@ function stamp(file: string): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * `wire` without the headers of a scheduled event (`fezz-cron`, `fezz-scheduled-time`, any
+ * case), which only the host's scheduler may send to a plugin; `wire` itself when it has none.
+ */
+function withoutScheduledHeaders(wire: WireRequest): WireRequest {
+  const h = wire.headers;
+  const reserved = (name: string): boolean => (name.length === CRON_HEADER.length || name.length === SCHEDULED_TIME_HEADER.length) &&
+    (name.toLowerCase() === CRON_HEADER || name.toLowerCase() === SCHEDULED_TIME_HEADER);
+  let found = false;
+  for (let i = 0; i < h.length; i += 2) if (reserved(h[i]!)) { found = true; break; }
+  if (!found) return wire;
+  const headers: string[] = [];
+  for (let i = 0; i < h.length; i += 2) if (!reserved(h[i]!)) headers.push(h[i]!, h[i + 1]!);
+  return { ...wire, headers };
 }
