@@ -32,7 +32,12 @@ describe('Hono streamSSE and streamText in fezz', () => {
     const events = text.trim().split('\n\n');
     assert.equal(events.length, 5);
     assert.match(events[0]!, /^event: tick\ndata: \{"id":0,"at":\d+\}\nid: 0$/);
-    assert.ok(delays.length === 5 && Math.max(...delays) <= 50, `each event within 50 ms of being written: ${delays.join(', ')}`);
+    // Event 0 is written as the stream starts, so its delay also holds the response's start
+    // (the head reaching the host, headers out, the client's fetch resolving): up to 57 ms was
+    // seen on a loaded 2-core CI machine. The later ones measure the stream alone.
+    assert.equal(delays.length, 5);
+    assert.ok(delays[0]! <= 250, `the first event within 250 ms of being written (with the response's start): ${delays.join(', ')}`);
+    assert.ok(Math.max(...delays.slice(1)) <= 50, `each later event within 50 ms of being written: ${delays.join(', ')}`);
   });
 
   it('streamText: lines as they are written', async () => {
