@@ -33,7 +33,7 @@ import type { LogLine } from '../observability/log-hub.js';
 import type { ScheduledRun } from '../triggers/scheduler.js';
 import { registerProcessMetrics } from '../observability/process-metrics.js';
 import { createLogger } from '../observability/logger.js';
-import { WorkerChannel, type EventMessage } from './ipc.js';
+import { WorkerChannel, type EventMessage, type WorkerOp } from './ipc.js';
 import { ConnectionBalancer } from './balancer.js';
 import { mergeFunctions, mergeLogs, mergeProblems } from './aggregate.js';
 
@@ -265,20 +265,24 @@ export class ClusterHost implements AdminApiHost {
       .catch((err: unknown) => this.logger.error({ err, worker: s.index, pid: s.pid }, 'a host process did not reload after a change'))));
   }
 
-  async deploy(pkg: unknown, opts: { replace?: boolean } = {}): Promise<{ key: string }> {
+  /**
+   * A change of the shared functions directory or secrets store: `op` runs in the leader,
+   * then every other process reloads, before the answer.
+   */
+  async #change<T>(op: WorkerOp, args: unknown[]): Promise<T> {
     const leader = this.#leader();
-    const out = await leader.channel!.call<{ key: string }>('deploy', [pkg, opts], CHANGE_TIMEOUT_MS);
+    const out = await leader.channel!.call<T>(op, args, CHANGE_TIMEOUT_MS);
     this.#generation++;
     await this.#reloadOthers(leader);
     return out;
   }
 
-  async remove(id: string, version: string): Promise<{ key: string }> {
-    const leader = this.#leader();
-    const out = await leader.channel!.call<{ key: string }>('remove', [id, version], CHANGE_TIMEOUT_MS);
-    this.#generation++;
-    await this.#reloadOthers(leader);
-    return out;
+  deploy(pkg: unknown, opts: { replace?: boolean } = {}): Promise<{ key: string; unchanged?: boolean }> {
+    return this.#change('deploy', [pkg, opts]);
+  }
+
+  remove(id: string, version: string): Promise<{ key: string }> {
+    return this.#change('remove', [id, version]);
   }
 
   /** Any process reads the same store: the leader answers. */
@@ -287,20 +291,12 @@ export class ClusterHost implements AdminApiHost {
   }
 
   /** The leader stores it and reloads; then every other process reloads (its store reads the changed file), as a deploy. */
-  async putSecret(id: string, name: string, value: Uint8Array): Promise<SecretChange & { updatedAt: string; created: boolean }> {
-    const leader = this.#leader();
-    const out = await leader.channel!.call<SecretChange & { updatedAt: string; created: boolean }>('secrets', ['put', id, name, Buffer.from(value).toString('base64')], CHANGE_TIMEOUT_MS);
-    this.#generation++;
-    await this.#reloadOthers(leader);
-    return out;
+  putSecret(id: string, name: string, value: Uint8Array): Promise<SecretChange & { updatedAt: string; created: boolean }> {
+    return this.#change('secrets', ['put', id, name, Buffer.from(value).toString('base64')]);
   }
 
-  async deleteSecret(id: string, name: string): Promise<SecretChange> {
-    const leader = this.#leader();
-    const out = await leader.channel!.call<SecretChange>('secrets', ['delete', id, name], CHANGE_TIMEOUT_MS);
-    this.#generation++;
-    await this.#reloadOthers(leader);
-    return out;
+  deleteSecret(id: string, name: string): Promise<SecretChange> {
+    return this.#change('secrets', ['delete', id, name]);
   }
 
   /**
