@@ -222,7 +222,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
     assert.equal(refused[0]!.code, 1);
     assert.match(refused[0]!.stderr, /fezz: FEZZ_ERR_VERSION_EXISTS: race@2\.0\.0 is already deployed to s3:\/\/fleet\/prod with other content: .*--replace/);
     const winner = runs[0]!.code === 0 ? 'race one' : 'race two';
-    for (const h of hosts) await until(() => text(`${h.url}/rpc/race`), winner, 5000, 'the winner serves');
+    for (const h of hosts) await until(() => text(`${h.url}/rpc/race`), winner, 20_000, 'the winner serves');
 
     const three = await writeFunction('race', '2.0.0', 'race three');
     const refusedAgain = await fezz(['deploy', three, '--to', SOURCE], tmp);
@@ -231,7 +231,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
     const replaced = await fezz(['deploy', three, '--to', SOURCE, '--replace'], tmp);
     assert.equal(replaced.code, 0, replaced.stderr);
     assert.match(replaced.stdout, /^replaced race@2\.0\.0 to s3:\/\/fleet\/prod/);
-    for (const h of hosts) await until(() => text(`${h.url}/rpc/race`), 'race three', 5000, 'the replacement serves');
+    for (const h of hosts) await until(() => text(`${h.url}/rpc/race`), 'race three', 20_000, 'the replacement serves');
     // The other functions were not touched.
     for (const h of hosts) assert.equal(await text(`${h.url}/rpc/site`), 'site v1');
   });
@@ -267,7 +267,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
     await updateState(store, (s) => ({ ...s, revision: s.revision + 1, functions: { ...s.functions,
       'bad@1.0.0': { sha256: badSha, deployedAt: new Date().toISOString() },
       'good@1.0.0': { sha256: sha256Hex(good), deployedAt: new Date().toISOString() } } }));
-    for (const h of hosts) await until(() => text(`${h.url}/rpc/good`), 'good', 5000, 'the good half of the change applies');
+    for (const h of hosts) await until(() => text(`${h.url}/rpc/good`), 'good', 20_000, 'the good half of the change applies');
     for (const h of hosts) {
       assert.equal(await text(`${h.url}/rpc/bad`), 'HTTP 404', 'the tampered bundle is not served');
       const logged = h.lines.find((l) => l.msg === 'cannot install a version from the fleet; retried when its desired state changes' && l.fn === 'bad@1.0.0');
@@ -278,7 +278,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
     }
     // Out of state.json -> out of every host that installed it from there.
     assert.equal(await removeFromFleet(store, 'good@1.0.0'), true);
-    for (const h of hosts) await until(() => text(`${h.url}/rpc/good`), 'HTTP 404', 5000, 'removed');
+    for (const h of hosts) await until(() => text(`${h.url}/rpc/good`), 'HTTP 404', 20_000, 'removed');
     assert.ok(hosts[0]!.lines.some((l) => l.msg === 'removed: the fleet no longer names it' && l.fn === 'good@1.0.0'));
     assert.equal(await removeFromFleet(store, 'good@1.0.0'), false);
   });
@@ -289,7 +289,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
     await deployToFleet({ store, key: 'envprobe-inline@1.0.0', bundle: pkg('envprobe-inline', '1.0.0', probe, { runtime: 'inline' }), replace: false });
     const h = hosts[0]!;
     for (const fn of ['envprobe', 'envprobe-inline']) {
-      await until(async () => (await text(`${h.url}/rpc/${fn}`)).startsWith('{') ? 'up' : JSON.stringify(h.lines.filter((l) => l.fn === `${fn}@1.0.0`)), 'up', 5000, `${fn} is installed`);
+      await until(async () => (await text(`${h.url}/rpc/${fn}`)).startsWith('{') ? 'up' : JSON.stringify(h.lines.filter((l) => l.fn === `${fn}@1.0.0`)), 'up', 20_000, `${fn} is installed`);
     }
     const isolate = JSON.parse(await text(`${h.url}/rpc/envprobe`)) as { keys: string[]; secret: boolean };
     assert.deepEqual(isolate, { keys: [], secret: false }, 'an isolate sees none of the host\'s AWS_* variables');
