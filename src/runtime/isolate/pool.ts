@@ -24,7 +24,7 @@ import { errorResponse, errorResponseWithMessage } from '../../wire/error-respon
 import type { WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
-import { EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstanceTransport, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import { EARLY_FLUSH_REQUESTS, EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstanceTransport, type RequestMessage, type WorkerLoadData } from './protocol.js';
 import path from 'node:path';
 import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
 import { EGRESS_SOCKET } from '../../egress/connector.js';
@@ -327,7 +327,8 @@ export class IsolatePool implements FunctionRuntime {
     inst.pending.set(task.id, task);
     inst.outbox.push(task.msg);
     if (task.transfer !== undefined) inst.outTransfer.push(...task.transfer);
-    if (!inst.flushScheduled) { inst.flushScheduled = true; setImmediate(flushInstance, inst); }
+    if (inst.outbox.length >= EARLY_FLUSH_REQUESTS) flushInstance(inst);
+    else if (!inst.flushScheduled) { inst.flushScheduled = true; setImmediate(flushInstance, inst); }
     if (inst.timer === null) inst.timer = setTimeout(this.#onInstanceTimer, this.#o.limits.timeoutMs, inst);
     if (task.body !== undefined) this.#sendBody(inst, task, task.body);
   }
