@@ -326,7 +326,8 @@ async function prepareRuntime(fn: ResolvedFunction, options: RegistryOptions): P
         const can = await probeSandbox();
         if (!can.ok) throw fezzError('FEZZ_ERR_INSTANCE_START_FAILED', [fn.key, `isolation "sandbox" is not available on this host: ${can.reason}`]);
       }
-      const common = { fnKey: fn.key, moduleUrl: bundle.url, env, handlerNames, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
+      // A module with cron triggers may be scheduled-only (no fetch), as a Worker may.
+      const common = { fnKey: fn.key, moduleUrl: bundle.url, env, handlerNames, requireFetch: (m.triggers?.crons.length ?? 0) === 0, limits: m.limits, logger, dev: options.dev, startTimeoutMs: options.startTimeoutMs };
       return {
         fingerprint: `${bundle.url}\n${fn.dir}\n${manifestText}\n${isolation}\n${secretsDigest}`,
         create: () => m.runtime === 'isolate'

@@ -121,6 +121,30 @@ describe('cron triggers, thread tier', () => {
     assert.ok(lines.some((l) => l.stream === 'console' && String(l.msg).startsWith('tick at ') && l.requestId === ok[0]!.requestId), 'console lines carry the run\'s request id');
   });
 
+  it('a scheduled-only module (no fetch) loads and runs on its crons; an HTTP request to it is 500 FEZZ_ERR_HANDLER_MISSING (isolate, inline)', async () => {
+    assert.deepEqual(t.host.problems, [], 'no load problem for a module without fetch when it has crons');
+    for (const fn of ['only-cron', 'only-cron-inline']) {
+      const deadline = Date.now() + 6000;
+      while (await metric(t, `${fn}@1.0.0`, 'ok') < 2 && Date.now() < deadline) await sleep(100);
+      assert.ok(await metric(t, `${fn}@1.0.0`, 'ok') >= 2, `${fn} ran on its crons`);
+      const res = await fetch(`${t.host.adminUrl}/admin/logs?fn=${fn}&since=200`, { headers: { authorization: `Bearer ${t.host.token}` } });
+      const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.ok(lines.some((l) => l.msg === 'scheduled run ok'), `${fn}'s runs are in its logs`);
+      // An isolate's console is captured per function; an inline function's is the host's own (docs/operating.md).
+      if (fn === 'only-cron') assert.ok(lines.some((l) => l.stream === 'console' && String(l.msg).startsWith(`${fn} ran for `)), `${fn}'s console line is in its logs`);
+      const http = await fetch(`${t.url}/rpc/${fn}`);
+      assert.equal(http.status, 500);
+      const body = await http.json() as { code: string; message: string };
+      assert.equal(body.code, 'FEZZ_ERR_HANDLER_MISSING');
+      assert.match(body.message, /has no handler fetch: .*only has a scheduled handler/);
+      // The instance serves on: the next run still happens.
+      const before = await metric(t, `${fn}@1.0.0`, 'ok');
+      const until = Date.now() + 3000;
+      while (await metric(t, `${fn}@1.0.0`, 'ok') <= before && Date.now() < until) await sleep(100);
+      assert.ok(await metric(t, `${fn}@1.0.0`, 'ok') > before, `${fn} runs on after the refused request`);
+    }
+  });
+
   it('crons are read in the manifest\'s time zone (default UTC)', () => {
     const scheduled = (fn: string): { timezone: string; next: string[] } => {
       const line = t.logs.find((l) => l.fn === fn && l.msg === 'cron triggers scheduled');

@@ -20,6 +20,12 @@ export interface Context {
   passThroughOnException(): void;
 }
 
+/**
+ * What FEZZ_ERR_HANDLER_MISSING says a request needed when a scheduled-only module (a function
+ * with cron triggers and no `fetch`) gets an HTTP request.
+ */
+export const NO_FETCH_HINT = 'export default { fetch(request, env, ctx) { ... } } (this module only has a scheduled handler: it runs on its cron triggers)';
+
 export type Handler = (request: Request, env: Env, ctx: Context) => Response | Promise<Response>;
 
 /** The handlers of one loaded module: the default `fetch` and the named ones routes use. */

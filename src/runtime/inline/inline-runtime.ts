@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { FastRequest, abortRequest } from '../handler/fast-request.js';
 import { installFastResponse, readResponse, describe, type ResponseParts } from '../handler/fast-response.js';
-import { resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
+import { NO_FETCH_HINT, resolveHandlers, WaitUntilTracker, type Context, type Env, type Handler, type ModuleHandlers } from '../handler/contract.js';
 import { errorResponse, errorResponseWithMessage } from '../../wire/error-response.js';
 import type { WireResponse } from '../../wire/types.js';
 import { bodyStreamOf } from '../../wire/web-body.js';
@@ -29,6 +29,12 @@ export interface InlineRuntimeOptions {
   moduleUrl: string;
   env: Record<string, string>;
   handlerNames: string[];
+  /**
+   * Whether the module must have a default `fetch` handler. False for a function with cron
+   * triggers (a scheduled-only module, as a Worker may be): an HTTP request for its default
+   * handler then gets 500 FEZZ_ERR_HANDLER_MISSING. @default true
+   */
+  requireFetch?: boolean;
   limits: Limits;
   logger: Logger;
   dev: boolean;  /** Deadline for an instance to load the function, in ms, whether or not a request waits. */
@@ -98,8 +104,8 @@ export class InlineRuntime implements FunctionRuntime {
       const imported = installPlatformGlobals().then(() => import(this.#o.moduleUrl) as Promise<Record<string, unknown>>);
       void imported.catch(() => undefined).finally(() => clearTimeout(timer));
       this.#loading = Promise.race([imported, deadline]).then((imp: Record<string, unknown>) => {
-        const mod = withServiceWorker(this.#o.fnKey, this.#o.moduleUrl, imp, true).mod;
-        const h = resolveHandlers(this.#o.fnKey, mod, this.#o.handlerNames, true);
+        const mod = withServiceWorker(this.#o.fnKey, this.#o.moduleUrl, imp, this.#o.requireFetch ?? true).mod;
+        const h = resolveHandlers(this.#o.fnKey, mod, this.#o.handlerNames, this.#o.requireFetch ?? true);
         const scheduled = findScheduled(mod);
         this.#scheduled = scheduledEntry(scheduled === null ? null : async (controller, env, ctx) => {
           try {
@@ -148,7 +154,8 @@ export class InlineRuntime implements FunctionRuntime {
       waitUntil: (p) => this.#waitUntil.add(p),
       passThroughOnException() {},
     };
-    const handler = req.handler === null ? handlers.fetch! : req.handler === SCHEDULED_HANDLER ? this.#scheduled : handlers.named.get(req.handler)!;
+    const handler = req.handler === null ? handlers.fetch : req.handler === SCHEDULED_HANDLER ? this.#scheduled : handlers.named.get(req.handler)!;
+    if (handler === null) { this.#inflight--; return errorResponse('FEZZ_ERR_HANDLER_MISSING', [this.#o.fnKey, 'fetch', NO_FETCH_HINT]); }
     let out: Promise<WireResponse>;
     try {
       const result = handler(fast as unknown as Request, this.#env, ctx);

@@ -25,6 +25,7 @@ import type { WireResponse } from '../../wire/types.js';
 import type { Limits } from '../../manifest/schema.js';
 import type { FunctionRuntime, InvokeRequest, RuntimeStats } from '../types.js';
 import { EARLY_FLUSH_REQUESTS, EXIT_EXTERNAL_OUT_OF_MEMORY, FromWorker, ToWorker, type InstanceTransport, type RequestMessage, type WorkerLoadData } from './protocol.js';
+import { NO_FETCH_HINT } from '../handler/contract.js';
 import path from 'node:path';
 import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
 import { EGRESS_SOCKET } from '../../egress/connector.js';
@@ -43,6 +44,12 @@ export interface IsolatePoolOptions {
   moduleUrl: string;
   env: Record<string, string>;
   handlerNames: string[];
+  /**
+   * Whether the module must have a default `fetch` handler. False for a function with cron
+   * triggers (a scheduled-only module, as a Worker may be): an HTTP request for its default
+   * handler then gets 500 FEZZ_ERR_HANDLER_MISSING. @default true
+   */
+  requireFetch?: boolean;
   limits: Limits;
   instances: { min: number; max: number };
   /** Idle TTL in ms. */
@@ -226,7 +233,7 @@ export class IsolatePool implements FunctionRuntime {
       moduleUrl: options.moduleUrl,
       env: options.env,
       handlerNames: options.handlerNames,
-      requireFetch: true,
+      requireFetch: options.requireFetch ?? true,
       memoryMb: options.limits.memoryMb,
       webSocketMaxMessageBytes: options.limits.webSocketMaxMessageBytes,
     };
@@ -427,6 +434,8 @@ export class IsolatePool implements FunctionRuntime {
           return;
         } else if (code === 'FEZZ_ERR_HANDLER_BAD_RESPONSE') {
           task.resolve(errorResponse('FEZZ_ERR_HANDLER_BAD_RESPONSE', [this.#o.fnKey, message]));
+        } else if (code === 'FEZZ_ERR_HANDLER_MISSING') {
+          task.resolve(errorResponse('FEZZ_ERR_HANDLER_MISSING', [this.#o.fnKey, 'fetch', NO_FETCH_HINT]));
         } else {
           task.resolve(errorResponseWithMessage(500, 'FEZZ_ERR_HANDLER_THREW', shown));
         }

@@ -300,6 +300,14 @@ function handle(m: RequestMessage): void {
     passThroughOnException() {},
   };
   const handler: Handler | null | undefined = m[6] === null ? handlers!.fetch : m[6] === SCHEDULED_HANDLER ? scheduled : handlers!.named.get(m[6]);
+  if (handler === null || handler === undefined) {
+    // A scheduled-only module (requireFetch false): the pool answers 500 FEZZ_ERR_HANDLER_MISSING.
+    inflight.delete(id);
+    if (m[9] === true) requestBodies.delete(id);
+    upgrades.delete(id);
+    emit([FromWorker.Error, id, 'FEZZ_ERR_HANDLER_MISSING', 'no fetch handler', '']);
+    return;
+  }
   let result: Response | Promise<Response>;
   try {
     result = currentRequest.run({ id, requestId: m[8] }, handler!, request, env, ctx);
