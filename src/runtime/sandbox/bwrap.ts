@@ -131,7 +131,7 @@ const nodeBinary = (): string => realpathSync(process.execPath);
  * The environment of the launcher (sh, setpriv, bwrap): only PATH, to find them;
  * bwrap's `--clearenv` gives the sandbox none of it.
  */
-export function launchEnv(): NodeJS.ProcessEnv {
+export function launchEnv(): Record<string, string> {
   return process.env.PATH !== undefined ? { PATH: process.env.PATH } : {};
 }
 

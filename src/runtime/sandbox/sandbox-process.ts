@@ -4,64 +4,75 @@
  * frames it sends back are `'message'` events; its end is one `'exit'` event (after every
  * message it sent), with its exit code, or 128 + the signal number when killed. A V8 heap
  * out of memory (seen on its stderr) is reported as an `'error'` with code
- * `ERR_WORKER_OUT_OF_MEMORY` first, as a worker's would be. Its stdout is discarded; the tail
+ * `ERR_WORKER_OUT_OF_MEMORY` first, as a worker's would be. Its stdout is /dev/null; the tail
  * of its stderr (4 KiB) is kept for the error message of an unexpected exit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { Socket } from 'node:net';
 import { seccompFilter } from './seccomp.js';
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
-import type { Readable, Duplex } from 'node:stream';
 import { encodeFrame, FrameDecoder } from './framing.js';
 import { launchEnv, sandboxCommand, type SandboxSpec } from './bwrap.js';
 import { makeSandboxCgroups, removeCgroups } from './cgroup.js';
 import { newInbox, releaseSandboxInbox, sandboxRuntimeDir } from './sandbox-runtime.js';
+import { launchedPids, launchSandbox, type Launched } from './spawner.js';
 import type { InstanceTransport } from '../isolate/protocol.js';
 
 const STDERR_TAIL = 4096;
 
 /**
- * Every sandbox still running, so that none outlives the host: bwrap's --die-with-parent is
- * not enough once setpriv changed the launcher's uid (seen: orphaned bwrap processes after a
- * host exited with spares up). On the host's exit they are killed, synchronously.
+ * Every plugin sandbox still running (plugin-sandbox.ts spawns those itself), so that none
+ * outlives the host: bwrap's --die-with-parent is not enough once setpriv changed the
+ * launcher's uid (seen: orphaned bwrap processes after a host exited with spares up). On the
+ * host's exit they are killed, synchronously, with every function sandbox the spawner started
+ * (which also kills them when the host's IPC channel to it closes).
  */
 const live = new Set<ChildProcess>();
 let exitHook = false;
 /**
  * Kill `child` (a sandbox launcher: sh, setpriv or bwrap) when the host process exits, however
- * it exits; forgotten at its own 'close'. Plugin sandboxes (plugin-sandbox.ts) use it too.
+ * it exits; forgotten at its own 'close'.
  */
 export function trackSandboxChild(child: ChildProcess): void {
-  track(child);
+  live.add(child);
+  ensureExitHook();
   child.once('close', () => live.delete(child));
 }
-function track(child: ChildProcess): void {
-  live.add(child);
+function ensureExitHook(): void {
   if (exitHook) return;
   exitHook = true;
   process.once('exit', () => {
     for (const c of live) {
       try { c.kill('SIGKILL'); } catch { /* already gone */ }
     }
+    for (const pid of launchedPids()) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
   });
 }
+const watchLaunched = ensureExitHook;
 let warnedNoSeccomp = false;
 
 export class SandboxProcess extends EventEmitter implements InstanceTransport {
   /** The host directory bound at /fn in this sandbox. */
   readonly inbox: string;
-  readonly #child: ChildProcess;
-  readonly #channel: Duplex;
+  readonly #launched: Launched;
+  /** Its fd 3, once the spawner handed it over; frames posted before that wait in #queued. */
+  #channel: Socket | null = null;
+  #queued: Buffer[] = [];
+  #stderrSocket: Socket | null = null;
   #stderr = '';
   #exitCode: number | null = null;
+  #refed = true;
   readonly #exited: Promise<number>;
 
   /**
    * Start a blank sandbox with `memoryMb` of heap that may read `readPaths`; it waits for a
-   * Load message.
-   * @throws if the runtime cannot be bundled or the process cannot be spawned.
+   * Load message. The process is started by the spawner (spawner.ts), off the host's thread.
+   * @throws if the runtime cannot be bundled; a launch that fails later is an `'error'` then
+   *   an `'exit'` event.
    */
   constructor(memoryMb: number, readPaths: readonly string[]) {
     super();
@@ -75,40 +86,25 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
       process.emitWarning(`fezz sandbox: ${filter.reason}`);
     }
     // The filter goes to bwrap as fd 4 (after stdin, stdout, stderr and the channel).
-    const bpf = filter.file !== null ? openSync(filter.file, 'r') : null;
-    const spec: SandboxSpec = { runtimeDir, inbox: this.inbox, memoryMb, readPaths, cgroupDirs, pidsCgroup: cgroups.pids, ...(bpf !== null ? { seccompFd: 4 } : {}) };
-    const argv = sandboxCommand(spec);
-    try {
-      this.#child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...(bpf !== null ? [bpf] : [])], env: launchEnv(), cwd: '/' });
-    } finally {
-      if (bpf !== null) closeSync(bpf);
-    }
-    this.#channel = this.#child.stdio[3] as Duplex;
+    const spec: SandboxSpec = { runtimeDir, inbox: this.inbox, memoryMb, readPaths, cgroupDirs, pidsCgroup: cgroups.pids, ...(filter.file !== null ? { seccompFd: 4 } : {}) };
+    const launched = launchSandbox({ argv: sandboxCommand(spec), env: launchEnv(), seccompFile: filter.file });
+    this.#launched = launched;
+    watchLaunched();
     // What the sandbox sends is untrusted: a frame larger than twice its memory limit (32 MiB
     // at least) ends it, before the host buffers it.
     const maxFrame = Math.max(32, 2 * memoryMb) * 1024 * 1024;
     const decoder = new FrameDecoder((m) => this.emit('message', m), maxFrame);
-    this.#channel.on('data', (chunk: Buffer) => {
-      try {
-        decoder.push(chunk);
-      } catch (err) {
-        this.#stderr += `\nfezz: ${(err as Error).message}: the sandbox was stopped`;
-        this.#child.kill('SIGKILL');
-      }
-    });
-    this.#channel.on('error', () => undefined);
-    (this.#child.stdout as Readable).resume();
-    (this.#child.stderr as Readable).setEncoding('utf8').on('data', (s: string) => {
-      this.#stderr = (this.#stderr + s).slice(-STDERR_TAIL);
-    });
+    // The end: the process exited, and its channel and stderr are read to the end (so every
+    // message is in, and the stderr tail is whole), whichever comes last.
+    let exit: { code: number | null; signal: string | null } | null = null;
+    let channelOpen = false;
+    let stderrOpen = false;
+    let spawnError: Error | null = null;
+    let settle: () => void = () => undefined;
     this.#exited = new Promise((resolve) => {
-      let spawnError: Error | null = null;
-      this.#child.once('error', (err) => { spawnError = err; });
-      // 'close': after its stdio (the channel included) is drained, so every message is in.
-      track(this.#child);
-      this.#child.once('close', (code, signal) => {
-        live.delete(this.#child);
-        const n = code ?? (signal !== null ? 128 + (constants.signals[signal] ?? 0) : 1);
+      settle = () => {
+        if (exit === null || channelOpen || stderrOpen || this.#exitCode !== null) return;
+        const n = exit.code ?? (exit.signal !== null ? 128 + (constants.signals[exit.signal as NodeJS.Signals] ?? 0) : 1);
         this.#exitCode = n;
         releaseSandboxInbox(this.inbox);
         removeCgroups(cgroupDirs);
@@ -121,36 +117,73 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
         }
         this.emit('exit', n);
         resolve(n);
+      };
+    });
+    launched.once('channel', (channel: Socket) => {
+      channelOpen = true;
+      this.#channel = channel;
+      channel.on('data', (chunk: Buffer) => {
+        try {
+          decoder.push(chunk);
+        } catch (err) {
+          this.#stderr += `\nfezz: ${(err as Error).message}: the sandbox was stopped`;
+          launched.kill();
+        }
       });
+      channel.on('error', () => undefined);
+      channel.once('close', () => { channelOpen = false; settle(); });
+      if (!this.#refed) channel.unref();
+      if (this.#exitCode === null && this.#queued.length > 0) channel.write(this.#queued.length === 1 ? this.#queued[0]! : Buffer.concat(this.#queued));
+      this.#queued = [];
+    });
+    launched.once('stderr', (stderr: Socket) => {
+      stderrOpen = true;
+      this.#stderrSocket = stderr;
+      stderr.setEncoding('utf8').on('data', (text: string) => {
+        this.#stderr = (this.#stderr + text).slice(-STDERR_TAIL);
+      });
+      stderr.on('error', () => undefined);
+      stderr.once('close', () => { stderrOpen = false; settle(); });
+      if (!this.#refed) stderr.unref();
+    });
+    launched.on('error', (err: Error) => { spawnError ??= err; });
+    launched.once('exit', (code: number | null, signal: string | null) => {
+      exit = { code, signal };
+      // A spawner that died: nothing more comes on the channel either.
+      if (spawnError !== null) { this.#channel?.destroy(); this.#stderrSocket?.destroy(); }
+      settle();
     });
   }
 
   /** The process id of the outermost process (sh, setpriv or bwrap), for diagnostics. */
-  get pid(): number | undefined { return this.#child.pid; }
+  get pid(): number | undefined { return this.#launched.pid; }
 
   postMessage(message: unknown): void {
-    if (this.#exitCode !== null || this.#channel.destroyed) return;
-    this.#channel.write(encodeFrame(message));
+    if (this.#exitCode !== null) return;
+    const channel = this.#channel;
+    if (channel === null) { this.#queued.push(encodeFrame(message)); return; }
+    if (channel.destroyed) return;
+    channel.write(encodeFrame(message));
   }
 
   terminate(): Promise<number> {
-    // bwrap is the child (sh and setpriv exec it); its sandbox dies with it (--die-with-parent
-    // of the sandbox's pid 1, and the pid namespace with its pid 1).
-    if (this.#exitCode === null) this.#child.kill('SIGKILL');
+    // bwrap is the launched process (sh and setpriv exec it); its sandbox dies with it
+    // (--die-with-parent of the sandbox's pid 1, and the pid namespace with its pid 1).
+    if (this.#exitCode === null) this.#launched.kill();
     return this.#exited;
   }
 
   ref(): void {
-    this.#child.ref();
-    (this.#channel as unknown as { ref?: () => void }).ref?.();
-    (this.#child.stdout as unknown as { ref?: () => void }).ref?.();
-    (this.#child.stderr as unknown as { ref?: () => void }).ref?.();
+    this.#refed = true;
+    this.#launched.setRef(true);
+    this.#channel?.ref();
+    this.#stderrSocket?.ref();
   }
 
   unref(): void {
-    this.#child.unref();
-    (this.#channel as unknown as { unref?: () => void }).unref?.();
-    (this.#child.stdout as unknown as { unref?: () => void }).unref?.();
-    (this.#child.stderr as unknown as { unref?: () => void }).unref?.();
+    this.#refed = false;
+    this.#launched.setRef(false);
+    this.#channel?.unref();
+    this.#stderrSocket?.unref();
   }
 }

@@ -1,0 +1,91 @@
+// Sandboxes are started by a small helper process, the spawner (src/runtime/sandbox/spawner.ts),
+// so that the fork behind each start does not stall the host. It must hold nothing secret, and
+// losing it must not lose the host: its sandboxes end with it, their requests fail cleanly,
+// and the next request starts a new spawner and a new sandbox.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { probeSandbox } from '../../src/runtime/sandbox/bwrap.js';
+import { get, sleep, startHost, type TestHost } from '../helpers/host.js';
+
+const availability = await probeSandbox();
+if (!availability.ok && process.env.CI === 'true') throw new Error(`CI: bubblewrap must run here: ${availability.reason}`);
+const skip = availability.ok ? false : `bubblewrap cannot run here: ${availability.reason}`;
+
+/** Direct children of `pid`, with their command lines (from /proc). */
+function childrenOf(pid: number): Array<{ pid: number; cmd: string[] }> {
+  const out: Array<{ pid: number; cmd: string[] }> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== pid) continue;
+      out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '') });
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+describe('the sandbox spawner', { skip }, () => {
+  let dir: string;
+  let t: TestHost;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'fezz-sandbox-spawner-'));
+    await chmod(dir, 0o755);
+    await mkdir(path.join(dir, 'counter@1.0.0'));
+    // Warm state: the count says whether the same instance answered.
+    await writeFile(path.join(dir, 'counter@1.0.0', 'index.js'), 'let n = 0;\nexport default { fetch: () => new Response(String(++n)) };\n');
+    await writeFile(path.join(dir, 'counter@1.0.0', 'fezz.json'), JSON.stringify({ id: 'counter', version: '1.0.0', entry: 'index.js', isolation: 'sandbox', instances: { min: 0, max: 1 } }));
+    t = await startHost(dir, { token: 'spawner-test-token-0123456789abcdef' });
+  });
+  after(async () => { await t?.close(); await rm(dir, { recursive: true, force: true }); });
+
+  it('starts sandboxes as its own children, with nothing of the host\'s environment', async () => {
+    assert.equal((await get(`${t.url}/rpc/counter`)).text, '1');
+    const spawners = childrenOf(process.pid).filter((c) => c.cmd[1] === '-e');
+    assert.equal(spawners.length, 1, JSON.stringify(childrenOf(process.pid)));
+    const spawner = spawners[0]!;
+    const env = readFileSync(`/proc/${spawner.pid}/environ`, 'utf8').split('\0').filter((v) => v !== '');
+    assert.deepEqual(env.map((v) => v.slice(0, v.indexOf('='))).filter((k) => !k.startsWith('NODE_CHANNEL_')).sort(), ['PATH'],
+      'the spawner\'s environment is PATH (and Node\'s own IPC variables) alone');
+    assert.ok(!readFileSync(`/proc/${spawner.pid}/cmdline`, 'utf8').includes(t.host.token), 'no token on its command line');
+    // The sandbox (and the spare beside it) are the spawner's children, not the host's.
+    const launchers = childrenOf(spawner.pid);
+    assert.ok(launchers.length >= 1, 'the spawner started the sandbox');
+    assert.ok(launchers.every((l) => /^(bwrap|setpriv|sh)$/.test(path.basename(l.cmd[0] ?? ''))), JSON.stringify(launchers));
+    assert.ok(!childrenOf(process.pid).some((c) => /bwrap|setpriv/.test(c.cmd[0] ?? '')), 'the host forks no sandbox itself');
+  });
+
+  it('a killed spawner takes its sandboxes with it; the next request starts a new spawner and a fresh instance', async () => {
+    assert.equal((await get(`${t.url}/rpc/counter`)).text, '2', 'the same warm instance');
+    const spawner = childrenOf(process.pid).find((c) => c.cmd[1] === '-e')!;
+    const launchers = childrenOf(spawner.pid).map((c) => c.pid);
+    process.kill(spawner.pid, 'SIGKILL');
+    const deadline = Date.now() + 5000;
+    while (launchers.some(alive) && Date.now() < deadline) await sleep(50);
+    assert.deepEqual(launchers.filter(alive), [], 'every sandbox of the killed spawner ended');
+    // The pool saw its instance end and starts another one, through a new spawner.
+    let r = await get(`${t.url}/rpc/counter`);
+    for (let i = 0; i < 20 && r.status !== 200; i++) { await sleep(100); r = await get(`${t.url}/rpc/counter`); }
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.text, '1', 'a fresh instance');
+    const now = childrenOf(process.pid).filter((c) => c.cmd[1] === '-e');
+    assert.equal(now.length, 1);
+    assert.notEqual(now[0]!.pid, spawner.pid);
+    // A neighbour of the host is unaffected and the host logged what happened to the instance.
+    assert.ok(t.logs.some((l) => /stopped|exited|crash/i.test(String(l.msg)) && String(l.fn ?? '').startsWith('counter@')), JSON.stringify(t.logs.slice(-5)));
+  });
+});
