@@ -85,18 +85,24 @@ const RAW_BYTES = Symbol('fezz.rawBytes');
 const moduleRules: esbuild.Plugin = {
   name: 'fezz-module-rules',
   setup(build) {
+    // A generated module's path is relative to the working directory (the entry's): esbuild
+    // names every module in a comment of the bundle (`// fezz-module-rule:<path>`) and in the
+    // source map, and an absolute path there would carry the builder's directories into a
+    // deployed bundle.
+    const workDir = build.initialOptions.absWorkingDir ?? process.cwd();
     build.onResolve({ filter: /\.(?:wasm(?:\?module)?|bin)$/ }, async (args) => {
       // The rule's own import of the bytes (and the lookup just below): esbuild's binary loader.
       if (args.pluginData === RAW_BYTES || args.namespace === MODULE_RULE_NS) return undefined;
       const wanted = args.path.endsWith('?module') ? args.path.slice(0, -'?module'.length) : args.path;
       const r = await build.resolve(wanted, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: RAW_BYTES });
       if (r.errors.length > 0) return { errors: r.errors };
-      return { path: r.path, namespace: MODULE_RULE_NS };
+      return { path: path.relative(workDir, r.path).split(path.sep).join('/'), namespace: MODULE_RULE_NS };
     });
     build.onLoad({ filter: /.*/, namespace: MODULE_RULE_NS }, (args) => {
-      const bytes = `import bytes from ${JSON.stringify(args.path)};`;
-      const value = args.path.endsWith('.wasm') ? 'new WebAssembly.Module(bytes)' : 'bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)';
-      return { contents: `${bytes}\nexport default ${value};\n`, loader: 'js', resolveDir: path.dirname(args.path) };
+      const file = path.resolve(workDir, args.path);
+      const bytes = `import bytes from ${JSON.stringify(file)};`;
+      const value = file.endsWith('.wasm') ? 'new WebAssembly.Module(bytes)' : 'bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)';
+      return { contents: `${bytes}\nexport default ${value};\n`, loader: 'js', resolveDir: path.dirname(file) };
     });
   },
 };

@@ -47,7 +47,7 @@ export function relativeSources(map: MapJson, baseDir: string): void {
     map.sources = map.sources.map((s: unknown) => {
       let src = String(s);
       // A plugin namespace (`name:`), but not a URL scheme of a path esbuild left alone.
-      const ns = /^[a-z][a-z0-9-]*:(?=\/)/i.exec(src);
+      const ns = /^[a-z][a-z0-9-]*:(?=\/)|^fezz-module-rule:/i.exec(src);
       if (ns !== null) src = src.slice(ns[0].length);
       if (path.isAbsolute(src)) src = path.relative(baseDir, src);
       return src.split(path.sep).join('/');

@@ -117,6 +117,16 @@ describe('source maps: the bundles', () => {
     assert.ok(!code.includes(FNS) && !code.includes(ROOT), 'no absolute path of the building machine');
   });
 
+  it('a deploy package of a function importing .wasm and .bin assets names no absolute path either', async () => {
+    const dir = path.join(ROOT, 'test', 'fixtures', 'platform', 'platform@1.0.0');
+    const plan = await packageForDeploy(await readFunctionSource(dir));
+    const code = Buffer.from(plan.body.files['index.mjs']!, 'base64').toString('utf8');
+    assert.match(code, /\/\/ fezz-module-rule:assets\/[^\n]+\.wasm/, 'the generated module is named by its path relative to the function');
+    assert.ok(!code.includes(ROOT), 'no absolute path of the building machine');
+    const map = readInlineMap(code)!;
+    assert.ok(map.sources.every((s) => !path.isAbsolute(s) && !s.includes(':')), JSON.stringify(map.sources));
+  });
+
   it('a bundle without a map, or text that names no bundle, is left as it is', async () => {
     const file = path.join(tmp, 'plain.mjs');
     await writeFile(file, 'export default 1;\n');
