@@ -11,6 +11,7 @@ import { listCommand } from './commands/list.js';
 import { logsCommand } from './commands/logs.js';
 import { devCommand } from './commands/dev.js';
 import { deleteCommand } from './commands/delete.js';
+import { gcCommand } from './commands/gc.js';
 import { secretCommand } from './commands/secret.js';
 import { triggerCommand } from './commands/trigger.js';
 
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   program.addCommand(listCommand());
   program.addCommand(logsCommand());
   program.addCommand(deleteCommand());
+  program.addCommand(gcCommand());
   program.addCommand(secretCommand());
   program.addCommand(triggerCommand());
   return program;

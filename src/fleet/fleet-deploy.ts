@@ -102,7 +102,17 @@ export async function deployToFleet(opts: FleetDeployOptions): Promise<FleetDepl
   const first = await readState(store);
   if (change(first.state) === null) return { key, sha256, outcome: 'unchanged', revision: first.state.revision, attempts: 1 };
   await uploadBundle(store, name, sha256, key, bundle);
-  const { state, attempts, written } = await updateState(store, change, opts.maxAttempts);
+  let { state, attempts, written } = await updateState(store, change, opts.maxAttempts);
+  // A garbage collection (collectGarbage) that listed the bundle before state.json named it
+  // may have deleted it meanwhile (only a bundle that was already there and old, reused by
+  // this deploy). Put it back, and bump the revision so that hosts that found it missing
+  // try again.
+  if (written && !(await store.exists(name))) {
+    await uploadBundle(store, name, sha256, key, bundle);
+    const bumped = await updateState(store, (s) => (s.functions[key]?.sha256 === sha256 ? { ...s, revision: s.revision + 1 } : null), opts.maxAttempts);
+    state = bumped.state;
+    attempts += bumped.attempts;
+  }
   return { key, sha256, outcome: !written ? 'unchanged' : previous !== undefined ? 'replaced' : 'deployed', revision: state.revision, attempts };
 }
 
@@ -134,4 +144,42 @@ export async function removeFromFleet(store: S3Store, key: string, maxAttempts?:
     return { ...state, revision: state.revision + 1, functions };
   }, maxAttempts);
   return written;
+}
+
+/** What {@link collectGarbage} found and did. */
+export interface GarbageResult {
+  /** Bundles state.json names (kept). */
+  referenced: number;
+  /** Unreferenced bundles deleted (or, with dryRun, that would be), by name. */
+  deleted: string[];
+  /** Unreferenced bundles kept because they are younger than minAgeMs (a deploy may be about to name them). */
+  young: number;
+  /** Bytes of the deleted bundles. */
+  bytes: number;
+}
+
+/**
+ * Delete the bundles no version in state.json names any more (replaced or removed
+ * versions), once they are older than `minAgeMs`: a deploy uploads its bundle before it
+ * names it in state.json, so a young unreferenced bundle may be one about to be named. A
+ * deploy that reuses an old bundle deleted meanwhile puts it back ({@link deployToFleet}).
+ * Objects under `bundles/` that are not named like a bundle are left alone.
+ * @throws FezzError FEZZ_ERR_FLEET_STORE, FEZZ_ERR_FLEET_STATE_INVALID.
+ */
+export async function collectGarbage(store: S3Store, opts: { minAgeMs: number; dryRun?: boolean; now?: number }): Promise<GarbageResult> {
+  const now = opts.now ?? Date.now();
+  const listed = await store.list('bundles/');
+  // Read after listing: a bundle named by a deploy that finished in between is kept.
+  const { state } = await readState(store);
+  const named = new Set(Object.values(state.functions).map((e) => bundleName(e.sha256)));
+  const result: GarbageResult = { referenced: 0, deleted: [], young: 0, bytes: 0 };
+  for (const o of listed) {
+    if (!/^bundles\/[0-9a-f]{64}\.json$/.test(o.name)) continue;
+    if (named.has(o.name)) { result.referenced++; continue; }
+    if (o.lastModified === null || now - o.lastModified.getTime() < opts.minAgeMs) { result.young++; continue; }
+    if (opts.dryRun !== true) await store.delete(o.name);
+    result.deleted.push(o.name);
+    result.bytes += o.size;
+  }
+  return result;
 }

@@ -9,7 +9,7 @@
  * Credentials come from the AWS SDK's usual chain (environment, shared config files, SSO,
  * instance/container roles) unless given. They are never logged or put in a message.
  */
-import { GetObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { fezzError } from '../errors.js';
 import { objectKey, type S3Location } from './s3-url.js';
 
@@ -42,6 +42,9 @@ export type GetResult =
   | { status: 'ok'; body: Buffer; etag: string }
   | { status: 'not-modified' }
   | { status: 'missing' };
+
+/** One object of a listing: its name (relative to the prefix), size in bytes and last change. */
+export interface ListedObject { name: string; size: number; lastModified: Date | null }
 
 /** A conditional write: its new ETag, or that the condition did not hold (someone else wrote first). */
 export type PutResult = { status: 'ok'; etag: string } | { status: 'precondition-failed' };
@@ -196,6 +199,62 @@ export class S3Store {
         return { status: 'precondition-failed' };
       }
       throw this.#failed(name, 'PUT', err);
+    }
+  }
+
+  /**
+   * Every object whose name (relative to the prefix) starts with `under`, page by page
+   * (ListObjectsV2), at most `max` of them.
+   * @throws FezzError FEZZ_ERR_FLEET_STORE (the store failed, or more than `max` objects).
+   */
+  async list(under: string, max = 100_000): Promise<ListedObject[]> {
+    const out: ListedObject[] = [];
+    const keyPrefix = objectKey(this.location, under);
+    const strip = keyPrefix.length - under.length;
+    let token: string | undefined;
+    do {
+      let res;
+      try {
+        res = await this.#client.send(new ListObjectsV2Command({
+          Bucket: this.location.bucket, Prefix: keyPrefix, ...(token !== undefined ? { ContinuationToken: token } : {}),
+        }), { abortSignal: AbortSignal.timeout(this.#timeoutMs) });
+      } catch (err) {
+        throw this.#failed(under, 'LIST', err);
+      }
+      for (const o of res.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        out.push({ name: o.Key.slice(strip), size: o.Size ?? 0, lastModified: o.LastModified ?? null });
+      }
+      if (out.length > max) throw fezzError('FEZZ_ERR_FLEET_STORE', [this.where(under), `more than ${max} objects`]);
+      token = res.IsTruncated === true ? res.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    return out;
+  }
+
+  /**
+   * Whether object `name` exists (HeadObject).
+   * @throws FezzError FEZZ_ERR_FLEET_STORE.
+   */
+  async exists(name: string): Promise<boolean> {
+    try {
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: objectKey(this.location, name) }), { abortSignal: AbortSignal.timeout(this.#timeoutMs) });
+      return true;
+    } catch (err) {
+      if (httpStatus(err) === 404 && errorName(err) !== 'NoSuchBucket') return false;
+      throw this.#failed(name, 'HEAD', err);
+    }
+  }
+
+  /**
+   * Delete object `name` (relative to the prefix); deleting a missing object is not an error.
+   * @throws FezzError FEZZ_ERR_FLEET_STORE.
+   */
+  async delete(name: string): Promise<void> {
+    try {
+      await this.#client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key: objectKey(this.location, name) }), { abortSignal: AbortSignal.timeout(this.#timeoutMs) });
+    } catch (err) {
+      if (httpStatus(err) === 404 && errorName(err) !== 'NoSuchBucket') return;
+      throw this.#failed(name, 'DELETE', err);
     }
   }
 

@@ -10,7 +10,9 @@
  * - Each bundle is checked before use: its bytes must hash to its name, it must be at most
  *   DEPLOY_MAX_BYTES, and the `<id>@<version>` in its fezz.json must be the key naming it.
  *   One that fails (or that the host refuses) is logged with its key and reason, counted,
- *   and retried when state.json changes next; the others still apply.
+ *   and retried when state.json changes next, and meanwhile with back-off (RETRY_MIN_MS
+ *   doubling to RETRY_MAX_MS: a store that failed for a moment, or a bundle put back); the
+ *   others still apply. A retry that fails for the same reason is not logged again.
  * - Versions this sync installed that leave state.json are removed (`remove`); versions it
  *   did not install (put there by hand or by the admin API) are never touched. What it
  *   installed is kept in `<dir>/.fezz-source.json` (a dot-file: the watcher and the
@@ -30,6 +32,10 @@ import { bundleName, isFunctionKey, parseState, sha256Hex, STATE_MAX_BYTES, STAT
 export const SOURCE_RECORD = '.fezz-source.json';
 /** Largest record read, in bytes. */
 const RECORD_MAX_BYTES = 8 * 1024 * 1024;
+/** First wait before failed versions are tried again though state.json did not change, in ms (it doubles). */
+export const RETRY_MIN_MS = 5_000;
+/** Longest wait between two such retries, in ms. */
+export const RETRY_MAX_MS = 5 * 60_000;
 
 /** What a sync did so far (for logs, the admin API, tests). */
 export interface SourceSyncStatus {
@@ -39,7 +45,7 @@ export interface SourceSyncStatus {
   revision: number | null;
   /** `<id>@<version>` -> sha256 of the bundle this sync installed. */
   installed: Record<string, string>;
-  /** Versions whose last attempt failed: the bundle and why. Retried when state.json changes. */
+  /** Versions whose last attempt failed: the bundle and why. Retried when state.json changes, and with back-off. */
   failed: Record<string, { sha256: string; error: string }>;
   /** Bundle installs and removals that failed, since the start. */
   failures: number;
@@ -104,6 +110,11 @@ class Sync implements SourceSync {
   #installed: Record<string, string> = Object.create(null) as Record<string, string>;
   #failed: Record<string, { sha256: string; error: string }> = Object.create(null) as Record<string, { sha256: string; error: string }>;
   #revision: number | null = null;
+  /** The last state.json applied, for retries of its failed versions. */
+  #state: DesiredState | null = null;
+  /** When failed versions are tried again (performance.now()), and the wait after that. */
+  #retryAt = 0;
+  #retryMs = RETRY_MIN_MS;
   #failures = 0;
   #lastError: string | null = null;
   #timer: NodeJS.Timeout | null = null;
@@ -176,14 +187,21 @@ class Sync implements SourceSync {
       maxBytes: STATE_MAX_BYTES,
       ...(this.#etag !== null && this.#etag !== '' ? { ifNoneMatch: this.#etag } : {}),
     });
-    if (got.status === 'not-modified') return;
+    if (got.status === 'not-modified') {
+      if (this.#state !== null && Object.keys(this.#failed).length > 0 && performance.now() >= this.#retryAt) {
+        this.#log.debug({ failed: Object.keys(this.#failed) }, 'trying the versions that failed again');
+        await this.#apply(this.#state);
+      }
+      return;
+    }
     if (got.status === 'missing') {
       if (this.#etag === null) return; // still missing
       this.#etag = null;
       this.#revision = null;
       if (Object.keys(this.#installed).length > 0) this.#log.warn('the fleet has no state.json (nothing is deployed there): removing what this host installed from it');
       else this.#log.info('the fleet has no state.json yet: nothing is deployed there');
-      await this.#apply({ revision: 0, functions: {} });
+      this.#state = { revision: 0, functions: {} };
+      await this.#apply(this.#state);
       return;
     }
     this.#etag = got.etag; // a bad document is not re-read until it changes
@@ -195,7 +213,9 @@ class Sync implements SourceSync {
       this.#log.error({ code: (err as { code?: unknown }).code, reason: (err as Error).message }, 'the fleet\'s desired state is invalid: nothing applied until it changes');
       return;
     }
+    this.#retryMs = RETRY_MIN_MS; // a new document: its failures start the back-off afresh
     await this.#apply(state);
+    this.#state = state;
     this.#revision = state.revision;
   }
 
@@ -218,6 +238,12 @@ class Sync implements SourceSync {
     }
     // A version may have failed because one being removed held its route: try those again.
     if (removed > 0) for (const [key, sha] of failed) if (!this.#closed && await this.#install(key, sha)) installed++;
+    if (Object.keys(this.#failed).length > 0) {
+      this.#retryAt = performance.now() + this.#retryMs;
+      this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 2);
+    } else {
+      this.#retryMs = RETRY_MIN_MS;
+    }
     if (todo.length > 0 || removed > 0) {
       this.#log.info({ revision: state.revision, installed, removed, failed: Object.keys(this.#failed).length }, 'applied the fleet\'s desired state');
     }
@@ -250,8 +276,11 @@ class Sync implements SourceSync {
     } catch (err) {
       this.#failures++;
       const reason = (err as Error).message ?? String(err);
+      const again = this.#failed[key]?.sha256 === sha256 && this.#failed[key]?.error === reason;
       this.#failed[key] = { sha256, error: reason };
-      this.#log.error({ fn: key, sha256, code: (err as { code?: unknown }).code, reason }, 'cannot install a version from the fleet; retried when its desired state changes');
+      const line = { fn: key, sha256, code: (err as { code?: unknown }).code, reason };
+      if (again) this.#log.debug(line, 'a version from the fleet still cannot be installed');
+      else this.#log.error(line, 'cannot install a version from the fleet; retried with back-off and when the desired state changes');
       return false;
     }
   }

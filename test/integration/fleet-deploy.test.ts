@@ -11,8 +11,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseS3Url, objectKey } from '../../src/fleet/s3-url.js';
-import { S3Store } from '../../src/fleet/s3-store.js';
-import { deployToFleet, readState, removeFromFleet, updateState } from '../../src/fleet/fleet-deploy.js';
+import { S3Store, type PutCondition, type PutResult } from '../../src/fleet/s3-store.js';
+import { collectGarbage, deployToFleet, readState, removeFromFleet, updateState } from '../../src/fleet/fleet-deploy.js';
 import { bundleName, sha256Hex } from '../../src/fleet/state.js';
 import { S3RVER_CREDENTIALS, startLocalS3, type LocalS3 } from '../helpers/s3-conditional.js';
 
@@ -270,7 +270,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
     for (const h of hosts) await until(() => text(`${h.url}/rpc/good`), 'good', 20_000, 'the good half of the change applies');
     for (const h of hosts) {
       assert.equal(await text(`${h.url}/rpc/bad`), 'HTTP 404', 'the tampered bundle is not served');
-      const logged = h.lines.find((l) => l.msg === 'cannot install a version from the fleet; retried when its desired state changes' && l.fn === 'bad@1.0.0');
+      const logged = h.lines.find((l) => l.msg === 'cannot install a version from the fleet; retried with back-off and when the desired state changes' && l.fn === 'bad@1.0.0');
       assert.ok(logged, 'the refusal is logged');
       assert.equal(logged.sha256, badSha);
       assert.equal(logged.code, 'FEZZ_ERR_FLEET_BUNDLE_INVALID');
@@ -301,6 +301,97 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
     assert.ok(!hosts.some((x) => JSON.stringify(x.lines).includes('S3RVER')), 'no log line holds the credentials');
   });
 
+  it('fezz delete --from takes a version out of the fleet (hosts remove it); fezz gc deletes unreferenced bundles past --min-age, keeps the rest', async () => {
+    const fn = await writeFunction('gcx', '1.0.0', 'gcx v1');
+    const deployed = await fezz(['deploy', fn, '--to', SOURCE], tmp);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    for (const h of hosts) await until(() => text(`${h.url}/rpc/gcx`), 'gcx v1', 20_000, 'gcx is served');
+    const gcxBundle = bundleName((await readState(store)).state.functions['gcx@1.0.0']!.sha256);
+
+    const del = await fezz(['delete', 'gcx@1.0.0', '--from', SOURCE], tmp);
+    assert.equal(del.code, 0, del.stderr);
+    assert.equal(del.stdout, `deleted gcx@1.0.0 from ${SOURCE}\n`);
+    assert.equal((await readState(store)).state.functions['gcx@1.0.0'], undefined);
+    for (const h of hosts) await until(() => text(`${h.url}/rpc/gcx`), 'HTTP 404', 20_000, 'gcx is removed');
+    const again = await fezz(['delete', 'gcx@1.0.0', '--from', SOURCE], tmp);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /gcx@1\.0\.0 is not in s3:\/\/fleet\/prod/);
+    // Without a version and without a terminal: nothing without --yes.
+    const all = await fezz(['delete', 'site', '--from', SOURCE], tmp);
+    assert.equal(all.code, 1);
+    assert.match(all.stderr, /without confirmation: pass --yes/);
+
+    const listed = async (): Promise<string[]> => (await store.list('bundles/')).map((o) => o.name).sort();
+    const before = await listed();
+    assert.ok(before.includes(gcxBundle), 'the removed version\'s bundle is still there');
+    // Everything unreferenced is younger than an hour: kept.
+    const young = await fezz(['gc', '--from', SOURCE], tmp);
+    assert.equal(young.code, 0, young.stderr);
+    assert.match(young.stdout, /^0 unreferenced bundle\(s\) deleted \(0 bytes\); \d+ in use; [1-9]\d* unreferenced but younger than 1h, kept\n$/);
+    const dry = await fezz(['gc', '--from', SOURCE, '--min-age', '0', '--dry-run'], tmp);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.ok(dry.stdout.includes(`would delete ${SOURCE}/${gcxBundle}\n`), dry.stdout);
+    assert.deepEqual(await listed(), before, '--dry-run deletes nothing');
+    const bad = await fezz(['gc', '--from', SOURCE, '--min-age', 'soon'], tmp);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /invalid duration "soon"/);
+
+    const gc = await fezz(['gc', '--from', SOURCE, '--min-age', '0'], tmp);
+    assert.equal(gc.code, 0, gc.stderr);
+    const { state } = await readState(store);
+    const inUse = [...new Set(Object.values(state.functions).map((e) => bundleName(e.sha256)))].sort();
+    assert.deepEqual(await listed(), inUse, 'only the bundles state.json names are left');
+    assert.match(gc.stdout, new RegExp(`deleted ${SOURCE}/${gcxBundle}\\n`));
+    // The hosts serve on, and a new host still starts from what is left.
+    for (const h of hosts) assert.equal(await text(`${h.url}/rpc/site`), 'site v1');
+  });
+
+  it('a deploy that reuses a bundle a gc deleted meanwhile puts it back and bumps the revision', async () => {
+    // A gc that ran between the deploy's check of the bundle and its write of state.json.
+    class RacingStore extends S3Store {
+      deleteFirst: string | null = null;
+      override async put(name: string, body: Buffer, condition: PutCondition, contentType?: string): Promise<PutResult> {
+        if (name === 'state.json' && this.deleteFirst !== null) { await this.delete(this.deleteFirst); this.deleteFirst = null; }
+        return super.put(name, body, condition, contentType);
+      }
+    }
+    const racing = new RacingStore(parseS3Url(SOURCE), { endpoint: s3.url, credentials: { ...S3RVER_CREDENTIALS } }, {});
+    try {
+      const bundle = pkg('reuse', '1.0.0', answers('reuse'));
+      const name = bundleName(sha256Hex(bundle));
+      assert.equal((await racing.put(name, bundle, { ifNoneMatch: '*' })).status, 'ok', 'an old, unreferenced bundle');
+      racing.deleteFirst = name;
+      const r = await deployToFleet({ store: racing, key: 'reuse@1.0.0', bundle, replace: false });
+      assert.equal(r.outcome, 'deployed');
+      assert.equal(racing.deleteFirst, null, 'the gc ran in between');
+      assert.equal(await racing.exists(name), true, 'the bundle was put back');
+      const { state } = await readState(racing);
+      assert.equal(state.revision, r.revision);
+      assert.equal(state.functions['reuse@1.0.0']!.sha256, sha256Hex(bundle));
+      for (const h of hosts) await until(() => text(`${h.url}/rpc/reuse`), 'reuse', 20_000, 'reuse is served');
+    } finally {
+      racing.close();
+    }
+  });
+
+  it('a bundle missing when the hosts sync is tried again with back-off: once it is there they install it, state.json unchanged', async () => {
+    const bundle = pkg('late', '1.0.0', answers('late'));
+    const sha = sha256Hex(bundle);
+    await updateState(store, (s) => ({ ...s, revision: s.revision + 1, functions: { ...s.functions, 'late@1.0.0': { sha256: sha, deployedAt: new Date().toISOString() } } }));
+    const revision = (await readState(store)).state.revision;
+    for (const h of hosts) {
+      await until(async () => (h.lines.some((l) => l.fn === 'late@1.0.0' && l.code === 'FEZZ_ERR_FLEET_BUNDLE_INVALID') ? 'refused' : 'not yet'), 'refused', 20_000, 'the missing bundle is refused');
+    }
+    assert.equal((await store.put(bundleName(sha), bundle, { ifNoneMatch: '*' })).status, 'ok');
+    for (const h of hosts) await until(() => text(`${h.url}/rpc/late`), 'late', 20_000, 'installed on a retry');
+    assert.equal((await readState(store)).state.revision, revision, 'no change of state.json was needed');
+    // Logged once as an error; the retries that failed for the same reason only at debug.
+    for (const h of hosts) {
+      const errors = h.lines.filter((l) => l.fn === 'late@1.0.0' && l.msg === 'cannot install a version from the fleet; retried with back-off and when the desired state changes');
+      assert.equal(errors.length, 1, JSON.stringify(errors));
+    }
+  });
+
   it('the local record and the functions directory hold what the fleet names', async () => {
     const { state } = await readState(store);
     const named = Object.keys(state.functions).filter((k) => k !== 'bad@1.0.0').sort();
@@ -309,7 +400,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
       const record = async (): Promise<{ source: string; installed: Record<string, string> }> => JSON.parse(await readFile(path.join(dir, '.fezz-source.json'), 'utf8'));
       // The last change may still be being applied on this host (the record follows the swap).
       await until(async () => JSON.stringify({ dir: (await readdir(dir)).filter((n) => !n.startsWith('.')).sort(), record: Object.keys((await record()).installed).sort() }),
-        JSON.stringify({ dir: named, record: named }), 5000, name);
+        JSON.stringify({ dir: named, record: named }), 20_000, name);
       const r = await record();
       assert.equal(r.source, SOURCE);
       for (const key of named) assert.equal(r.installed[key], state.functions[key]!.sha256);
