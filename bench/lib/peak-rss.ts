@@ -111,6 +111,8 @@ function programName(pid: number): string {
     // Skip node's flags (and the value of --import/--require/-r); the first other argument is the script.
     for (let i = 0; i < args.length; i++) {
       const arg = args[i] ?? "";
+      // `node -e <source>`: fezz's sandbox spawner (src/runtime/sandbox/spawner.ts) runs so.
+      if (arg === "-e" || arg === "--eval") return "node -e (sandbox spawner)";
       if (/^(--import|--require|-r|--loader)$/.test(arg)) i++;
       else if (!arg.startsWith("-") && arg !== "") return arg.slice(arg.lastIndexOf("/") + 1);
     }
