@@ -51,9 +51,35 @@ function sweepStale(base: string): void {
 /** rmdir a host's cgroup directory and its sandboxes' (those with no process left). */
 function removeTree(dir: string): void {
   try {
-    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) { try { rmdirSync(path.join(dir, child.name)); } catch { /* in use */ } }
+    for (const child of readdirSync(dir, { withFileTypes: true })) {
+      if (!child.isDirectory()) continue;
+      killMembers(path.join(dir, child.name));
+      try { rmdirSync(path.join(dir, child.name)); } catch { /* in use */ }
+    }
     rmdirSync(dir);
   } catch { /* in use, or gone */ }
+}
+
+/**
+ * SIGKILL every process still in a sandbox's cgroups (cgroup v2: `cgroup.kill`; v1: each pid
+ * of `cgroup.procs`). A sandbox whose launcher was killed while bwrap was still setting up
+ * could leave its inner bwrap (pid 1 of the sandbox's namespace, reparented to init) waiting
+ * forever, holding the host's channel open: seen in the test suite, before and after the
+ * spawner. Every process of a sandbox is in its cgroups, so this ends them all.
+ */
+export function killCgroupMembers(dirs: readonly string[]): void {
+  for (const d of dirs) killMembers(d);
+}
+
+/** {@link killCgroupMembers} for one cgroup directory. */
+function killMembers(dir: string): void {
+  try {
+    if (existsSync(path.join(dir, 'cgroup.kill'))) { writeFileSync(path.join(dir, 'cgroup.kill'), '1'); return; }
+    for (const line of readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) {
+      const pid = Number(line);
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    }
+  } catch { /* gone, or not ours to read */ }
 }
 
 function tryMkdir(dir: string): boolean {
@@ -119,8 +145,12 @@ export function makeSandboxCgroups(memoryMb: number): { dirs: string[]; pids: bo
   return { dirs, pids };
 }
 
-/** Remove a sandbox's cgroups once its processes are gone (retried: the kernel lags a little). */
+/**
+ * Remove a sandbox's cgroups once it exited, killing whatever of it is still in them first
+ * (retried: the kernel lags a little).
+ */
 export function removeCgroups(dirs: readonly string[], tries = 20): void {
+  for (const d of dirs) killMembers(d);
   const left = dirs.filter((d) => { try { rmdirSync(d); return false; } catch (err) { return (err as NodeJS.ErrnoException).code !== 'ENOENT'; } });
   if (left.length > 0 && tries > 0) setTimeout(removeCgroups, 100, left, tries - 1).unref();
 }

@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import { encodeFrame, FrameDecoder } from './framing.js';
 import { launchEnv, sandboxCommand, type SandboxSpec } from './bwrap.js';
-import { makeSandboxCgroups, removeCgroups } from './cgroup.js';
+import { killCgroupMembers, makeSandboxCgroups, removeCgroups } from './cgroup.js';
 import { newInbox, releaseSandboxInbox, sandboxRuntimeDir } from './sandbox-runtime.js';
 import { launchedPids, launchSandbox, type Launched } from './spawner.js';
 import type { InstanceTransport } from '../isolate/protocol.js';
@@ -149,6 +149,10 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
     launched.on('error', (err: Error) => { spawnError ??= err; });
     launched.once('exit', (code: number | null, signal: string | null) => {
       exit = { code, signal };
+      // The launcher is gone: whatever of the sandbox is left (an inner bwrap stuck in its
+      // set-up holds the channel open, and would wait forever) ends with it. What it wrote
+      // before is still in the host's end of the channel.
+      killCgroupMembers(cgroupDirs);
       // A spawner that died: nothing more comes on the channel either.
       if (spawnError !== null) { this.#channel?.destroy(); this.#stderrSocket?.destroy(); }
       settle();
