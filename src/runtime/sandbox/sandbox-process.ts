@@ -52,7 +52,6 @@ function ensureExitHook(): void {
     }
   });
 }
-const watchLaunched = ensureExitHook;
 let warnedNoSeccomp = false;
 
 export class SandboxProcess extends EventEmitter implements InstanceTransport {
@@ -89,7 +88,7 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
     const spec: SandboxSpec = { runtimeDir, inbox: this.inbox, memoryMb, readPaths, cgroupDirs, pidsCgroup: cgroups.pids, ...(filter.file !== null ? { seccompFd: 4 } : {}) };
     const launched = launchSandbox({ argv: sandboxCommand(spec), env: launchEnv(), seccompFile: filter.file });
     this.#launched = launched;
-    watchLaunched();
+    ensureExitHook();
     // What the sandbox sends is untrusted: a frame larger than twice its memory limit (32 MiB
     // at least) ends it, before the host buffers it.
     const maxFrame = Math.max(32, 2 * memoryMb) * 1024 * 1024;

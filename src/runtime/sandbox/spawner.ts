@@ -211,7 +211,6 @@ export function launchSandbox(spec: LaunchSpec): Launched {
   const id = ++seq;
   const l = new LaunchedSandbox(() => { if (sp.connected) sp.send({ op: 'kill', id } satisfies ToSpawner); });
   launched.set(id, l);
-  if (held > 0) (sp.channel as { ref?: () => void } | null | undefined)?.ref?.();
   sp.send({ op: 'spawn', id, argv: spec.argv, env: spec.env, seccompFile: spec.seccompFile } satisfies ToSpawner);
   return l;
 }
