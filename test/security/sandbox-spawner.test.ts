@@ -15,15 +15,18 @@ const availability = await probeSandbox();
 if (!availability.ok && process.env.CI === 'true') throw new Error(`CI: bubblewrap must run here: ${availability.reason}`);
 const skip = availability.ok ? false : `bubblewrap cannot run here: ${availability.reason}`;
 
-/** Direct children of `pid`, with their command lines (from /proc). */
+/**
+ * Direct children of `pid` that are still running, with their command lines (from /proc).
+ * An exited child its parent has not reaped yet (state Z or X, empty command line) is left out.
+ */
 function childrenOf(pid: number): Array<{ pid: number; cmd: string[] }> {
   const out: Array<{ pid: number; cmd: string[] }> = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== pid) continue;
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) !== pid || state === 'Z' || state === 'X') continue;
       out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '') });
     } catch { /* gone meanwhile */ }
   }
@@ -63,9 +66,13 @@ describe('the sandbox spawner', { skip }, () => {
       'the spawner\'s environment is PATH (and Node\'s own IPC variables) alone');
     assert.ok(!readFileSync(`/proc/${spawner.pid}/cmdline`, 'utf8').includes(t.host.token), 'no token on its command line');
     // The sandbox (and the spare beside it) are the spawner's children, not the host's.
-    const launchers = childrenOf(spawner.pid);
+    // A child forked a moment ago may not have exec'd its launcher yet (it still shows the
+    // spawner's own command line): look again until every child has.
+    const isLauncher = (l: { cmd: string[] }): boolean => /^(bwrap|setpriv|sh)$/.test(path.basename(l.cmd[0] ?? ''));
+    let launchers = childrenOf(spawner.pid);
+    for (let i = 0; i < 40 && !launchers.every(isLauncher); i++) { await sleep(25); launchers = childrenOf(spawner.pid); }
     assert.ok(launchers.length >= 1, 'the spawner started the sandbox');
-    assert.ok(launchers.every((l) => /^(bwrap|setpriv|sh)$/.test(path.basename(l.cmd[0] ?? ''))), JSON.stringify(launchers));
+    assert.ok(launchers.every(isLauncher), JSON.stringify(launchers));
     assert.ok(!childrenOf(process.pid).some((c) => /bwrap|setpriv/.test(c.cmd[0] ?? '')), 'the host forks no sandbox itself');
   });
 
