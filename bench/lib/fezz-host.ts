@@ -83,9 +83,9 @@ export async function startFezz(options: FezzStartOptions): Promise<RunningFezz>
   const running = await startChild({
     label: options.label,
     command: process.execPath,
-    // --zero-fill-buffers as `fezz serve` runs in production, given here so the launcher does
+    // The flags `fezz serve` runs with in production (bin/fezz.js), given here so the launcher does
     // not start a second process (the measured PID, RSS and signals are the host's own).
-    args: ["--zero-fill-buffers", ...args],
+    args: ["--zero-fill-buffers", "--max-semi-space-size=16", ...args],
     cwd: REPO_ROOT,
     env: serverEnv({ FEZZ_LISTEN_HOST: LOOPBACK, FEZZ_TOKEN: token }),
     url: `http://${LOOPBACK}:${port}`,

@@ -53,7 +53,8 @@ export class ServeProcess {
   readonly #log: WriteStream;
 
   constructor(o: ServeOptions, withStartTimeout: boolean) {
-    this.args = ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts'), 'serve',
+    // The young generation bin/fezz.js gives a host (it relaunches Node with it).
+    this.args = ['--max-semi-space-size=16', '--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts'), 'serve',
       '--dir', o.dir, '--port', '0', '--admin-port', '0', '--grace', String(o.graceMs),
       '--cache-dir', o.cacheDir, '--token', o.token];
     if (withStartTimeout) this.args.push('--start-timeout', String(o.startTimeoutMs));

@@ -232,7 +232,13 @@ describe('streaming limits and guarantees (issue 12)', () => {
       const up = await upload(1024);
       console.log(`  ${rt}: 1 GiB download: host RSS growth ${(down / MB).toFixed(1)} MB; 1 GiB upload: ${(up / MB).toFixed(1)} MB`);
       assert.ok(down < 64 * MB, `download: ${(down / MB).toFixed(1)} MB`);
-      assert.ok(up < 64 * MB, `upload: ${(up / MB).toFixed(1)} MB`);
+      // The chunks an isolate's function has read are garbage in the worker's heap, collected
+      // when V8 decides: on Node 20 once its young generation fills (17-27 MB here); from Node
+      // 22 on, V8 waits for the 64 MB it allows an isolate's ArrayBuffers to grow between
+      // collections (19-75 MB here, with the young generation fixed at Node 20's size:
+      // protocol.ts YOUNG_GENERATION_MB). Still far from a buffered body (1 GiB).
+      const upLimit = rt === 'isolate' && Number(process.versions.node.split('.')[0]) >= 22 ? 96 * MB : 64 * MB;
+      assert.ok(up < upLimit, `upload: ${(up / MB).toFixed(1)} MB (limit ${upLimit / MB} MB)`);
     });
 
     it(`${rt}: a client disconnect fires request.signal and cancel() within 100 ms; the instance serves on`, async () => {

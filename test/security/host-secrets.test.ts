@@ -55,12 +55,12 @@ describe('the admin token and freed memory are out of a function\'s reach', () =
   before(async () => { tmp = await mkdtemp(path.join(os.tmpdir(), 'fezz-secrets-')); });
   after(async () => { await rm(tmp, { recursive: true, force: true }); });
 
-  it('FEZZ_TOKEN leaves the environment; the launcher adds --zero-fill-buffers', { timeout: 60_000 }, async () => {
+  it('FEZZ_TOKEN leaves the environment; the launcher adds --zero-fill-buffers (and --max-semi-space-size=16 where it relaunches in place)', { timeout: 60_000 }, async () => {
     assert.ok(existsSync(path.join(ROOT, 'dist', 'cli', 'bin.js')), 'dist/ is built (npm ci runs npm run build)');
     const s = await serve('bin', [], { FEZZ_TOKEN: TOKEN });
     try {
       const r = await (await fetch(`${s.url}/rpc/reporter?token=${TOKEN}`)).json() as Record<string, boolean>;
-      assert.deepEqual(r, { zeroFill: true, envHasToken: false, envHasName: false, reportHasToken: false, argvHasToken: false, unsafeIsZero: true });
+      assert.deepEqual(r, { zeroFill: true, envHasToken: false, envHasName: false, reportHasToken: false, argvHasToken: false, youngGeneration16: true, unsafeIsZero: true });
       const admin = await fetch(`${s.admin}/admin/functions`, { headers: { authorization: `Bearer ${TOKEN}` } });
       assert.equal(admin.status, 200, 'the token from the environment still opens the admin API');
       assert.doesNotMatch(s.out(), new RegExp(TOKEN), 'the token is in no log line');

@@ -129,6 +129,18 @@ export enum FromWorker {
 export const EARLY_FLUSH_REQUESTS = 8;
 
 /**
+ * The young generation of every instance's V8 heap, MB: worker `resourceLimits.
+ * maxYoungGenerationSizeMb`, and `--max-semi-space-size` (a third of it) for a sandbox's node.
+ * Left to V8, it grows with the heap limit and the Node line: up to 32 MB (16 MB semi-spaces)
+ * on Node 20, up to 192 MB (64 MB semi-spaces) on Node 24. Objects there are collected only
+ * when it fills, and so are the ArrayBuffers they hold: a 1 GiB upload streamed through a
+ * worker left 44-79 MB of read chunks awaiting collection on Node 24 (17 MB on Node 20), and a
+ * warm instance's memory was not what `limits.memoryMb` suggests. Fixed here, every Node line
+ * behaves as Node 20 did (measured: test/integration/streaming-limits.test.ts).
+ */
+export const YOUNG_GENERATION_MB = 48;
+
+/**
  * Exit code of a worker that stopped itself because its ArrayBuffer/Buffer memory (outside
  * the V8 heap, so outside `resourceLimits`) passed `limits.memoryMb`.
  */

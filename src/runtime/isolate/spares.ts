@@ -15,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { closeSandboxSpares, enableSandboxSpares } from '../sandbox/spares.js';
 import { refillAfterFirstWord } from './spare-refill.js';
 import { admitToInbox, grantsKey, hardenedLaunch, hardeningEnabled, NO_GRANTS, releaseInbox, type WorkerGrants } from './permissions.js';
+import { YOUNG_GENERATION_MB } from './protocol.js';
 
 /**
  * The worker script when hardening is off: compiled `.js` beside this file, or a tsx
@@ -57,7 +58,7 @@ export function startWorker(memoryMb: number, grants: WorkerGrants = NO_GRANTS):
   const common = {
     // The function's env arrives with the Load message; never the host's environment.
     env: {},
-    resourceLimits: { maxOldGenerationSizeMb: memoryMb },
+    resourceLimits: { maxOldGenerationSizeMb: memoryMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     name: 'fezz:isolate',
   };
   if (!hardeningEnabled()) return new Worker(WORKER_URL, { ...common, workerData: { hardened: false } satisfies WorkerStartData });

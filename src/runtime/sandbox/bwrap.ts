@@ -42,7 +42,8 @@
  *   - `--remount-ro /`: the root itself (a tmpfs of bwrap's holding the mount points) is
  *     read-only, so /tmp is the only writable place;
  *   - nothing else: no /etc, /root, /home, functions directory or bundle cache.
- * - `node --max-old-space-size=<memoryMb>` (heap cap; the worker logic checks ArrayBuffer memory
+ * - `node --max-old-space-size=<memoryMb> --max-semi-space-size=16` (heap cap, and the young
+ *   generation every instance gets: protocol.ts YOUNG_GENERATION_MB; the worker logic checks ArrayBuffer memory
  *   too) with Node's permission model (`--allow-fs-read` of /fezz, /fn, /tmp, the granted
  *   files and /proc (the sandbox's own pid namespace), `--allow-fs-write=/tmp`; no child processes, workers, addons, WASI), as a second
  *   layer inside the sandbox, then `/fezz/sandbox-entry.mjs`.
@@ -53,6 +54,7 @@ import { execFile } from 'node:child_process';
 import { lstatSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { PERMISSION_FLAGS } from '../isolate/permissions.js';
+import { YOUNG_GENERATION_MB } from '../isolate/protocol.js';
 
 /** The sandbox's user and group, inside and (when the host is root) outside: nobody. */
 export const SANDBOX_UID = 65534;
@@ -156,7 +158,7 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
     '--chdir', spec.chdir ?? '/tmp',
   ];
   const node = [
-    nodeBinary(), `--max-old-space-size=${spec.memoryMb}`,
+    nodeBinary(), `--max-old-space-size=${spec.memoryMb}`, `--max-semi-space-size=${YOUNG_GENERATION_MB / 3}`,
     ...(spec.nodePermissions === false ? [] : [
       ...PERMISSION_FLAGS,
       ...[RUNTIME_MOUNT, INBOX_MOUNT, '/tmp', '/proc', ...spec.readPaths].map((p) => `--allow-fs-read=${p}`),
