@@ -18,7 +18,7 @@
  * written for requests that end in a response.
  */
 import http, { type IncomingMessage, type Server } from 'node:http';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -394,26 +394,65 @@ export class WebSocketGateway {
    * connection closes it after its response: each hand-back adds listeners to the socket).
    */
   #reinject(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const again = (socket as Socket & { [kReinjected]?: boolean })[kReinjected] === true;
+    if (req.complete && req.readableLength === 0) { this.#handBack(req, socket, null, false, head); return; }
+    // Node >= 26 passes the request's body to `req` (Node 20 and 24: at the start of `head`),
+    // and what follows it on the connection to `head` and the socket. Read it (bounded), then
+    // hand the request back with it. A body still arriving when the upgrade was seen ends the
+    // connection after the response: what the client sent after it is not waited for.
+    const whole = req.complete;
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size <= REINJECT_MAX_BODY_BYTES) { parts.push(d); return; }
+      if (socket.destroyed) return;
+      this.#o.counters.clientError('bad-request');
+      const e = errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [REINJECT_MAX_BODY_BYTES]);
+      const body = e.body as string;
+      socket.end(`HTTP/1.1 ${e.status} Payload Too Large\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
+    req.once('end', () => { if (!socket.destroyed && size <= REINJECT_MAX_BODY_BYTES) this.#handBack(req, socket, Buffer.concat(parts, size), !whole, head); });
+    req.once('error', () => socket.destroy());
+  }
+
+  /** Write `req` back as text (its body, when given, as `content-length` bytes) before `head`, and let the parser have the socket again. */
+  #handBack(req: IncomingMessage, socket: Socket, body: Buffer | null, close: boolean, head: Buffer): void {
+    const again = close || (socket as Socket & { [kReinjected]?: boolean })[kReinjected] === true;
     (socket as Socket & { [kReinjected]?: boolean })[kReinjected] = true;
     let text = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}\r\n`;
     const raw = req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       let value = raw[i + 1]!;
-      if (name.length === 10 && name.toLowerCase() === 'connection') {
+      const lower = name.toLowerCase();
+      if (lower === 'connection') {
         if (again) continue;
         value = value.split(',').map((t) => t.trim()).filter((t) => t !== '' && t.toLowerCase() !== 'upgrade').join(', ');
         if (value === '') continue;
       }
+      // A body read from `req` is decoded (no chunked framing): it goes back with its length.
+      if (body !== null && (lower === 'content-length' || lower === 'transfer-encoding')) continue;
       text += `${name}: ${value}\r\n`;
     }
+    if (body !== null && body.length > 0) text += `content-length: ${body.length}\r\n`;
     if (again) text += 'connection: close\r\n';
-    socket.unshift(Buffer.concat([Buffer.from(`${text}\r\n`, 'latin1'), head]));
+    if (!(socket instanceof Socket) && req.socket !== socket) {
+      // Node >= 26 gives a request whose body was still arriving a stream over the connection,
+      // not the connection itself: the client's address comes from the connection.
+      Object.defineProperty(socket, 'remoteAddress', { value: req.socket.remoteAddress, configurable: true });
+    }
+    socket.unshift(Buffer.concat([Buffer.from(`${text}\r\n`, 'latin1'), ...(body !== null ? [body] : []), head]));
     this.#o.server.emit('connection', socket);
     socket.resume();
   }
 }
+
+/**
+ * Largest body of a non-WebSocket upgrade request (`h2c`...) that Node >= 26 hands to the
+ * request rather than to the upgrade's `head`, read before the request is served as an
+ * ordinary one, in bytes; past it, 413 and the connection closes.
+ */
+const REINJECT_MAX_BODY_BYTES = 1024 * 1024;
 
 function onEarlyError(this: Socket): void {
   this.destroy();

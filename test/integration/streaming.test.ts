@@ -100,7 +100,8 @@ export default {
 `;
 
 const RUNTIMES = [
-  { name: 'thread', manifest: {} },
+  // The proxy routes fetch() an upstream: on Node >= 25 a thread gets the network only when granted.
+  { name: 'thread', manifest: { permissions: { outbound: ['127.0.0.1:*'] } } },
   { name: 'sandbox', manifest: { isolation: 'sandbox', permissions: { outbound: ['127.0.0.1:*'] } } },
   { name: 'inline', manifest: { runtime: 'inline' } },
 ] as const;

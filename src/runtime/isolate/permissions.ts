@@ -60,8 +60,13 @@ export const PERMISSION_FLAGS: readonly string[] = flags.has('--permission')
  */
 const NO_IMPLICIT_CWD: readonly string[] = ['--eval=void 0'];
 
-/** Node >= 25 also gates the network (all or nothing): given to functions with `permissions.outbound`. */
-const NET_FLAGS: readonly string[] = flags.has('--allow-net') ? ['--allow-net'] : [];
+/**
+ * Node >= 25 also gates the network (all or nothing), sockets on inherited descriptors
+ * included: given to thread-tier functions with `permissions.outbound`, and to every sandbox
+ * (its channel to the host is one; bubblewrap's empty network namespace and the seccomp filter
+ * are what keep a sandbox off the network).
+ */
+export const NET_FLAGS: readonly string[] = flags.has('--allow-net') ? ['--allow-net'] : [];
 
 const fromSources = import.meta.url.endsWith('.ts');
 

@@ -45,7 +45,7 @@
  * - `node --max-old-space-size=<memoryMb> --max-semi-space-size=16` (heap cap, and the young
  *   generation every instance gets: protocol.ts YOUNG_GENERATION_MB; the worker logic checks ArrayBuffer memory
  *   too) with Node's permission model (`--allow-fs-read` of /fezz, /fn, /tmp, the granted
- *   files and /proc (the sandbox's own pid namespace), `--allow-fs-write=/tmp`; no child processes, workers, addons, WASI), as a second
+ *   files and /proc (the sandbox's own pid namespace), `--allow-fs-write=/tmp`, and on Node >= 25 `--allow-net` for its channel; no child processes, workers, addons, WASI), as a second
  *   layer inside the sandbox, then `/fezz/sandbox-entry.mjs`.
  *
  * - `--seccomp <fd>`: the deny-list filter of seccomp.ts (where python3-seccomp builds it).
@@ -53,7 +53,7 @@
 import { execFile } from 'node:child_process';
 import { lstatSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { PERMISSION_FLAGS } from '../isolate/permissions.js';
+import { NET_FLAGS, PERMISSION_FLAGS } from '../isolate/permissions.js';
 import { YOUNG_GENERATION_MB } from '../isolate/protocol.js';
 
 /** The sandbox's user and group, inside and (when the host is root) outside: nobody. */
@@ -163,6 +163,8 @@ export function sandboxCommand(spec: SandboxSpec): string[] {
       ...PERMISSION_FLAGS,
       ...[RUNTIME_MOUNT, INBOX_MOUNT, '/tmp', '/proc', ...spec.readPaths].map((p) => `--allow-fs-read=${p}`),
       '--allow-fs-write=/tmp',
+      // Node >= 25: the fd-3 channel is a socket, and the permission model gates sockets.
+      ...NET_FLAGS,
     ]),
     `${RUNTIME_MOUNT}/${spec.script ?? 'sandbox-entry.mjs'}`,
     ...(spec.args ?? []),

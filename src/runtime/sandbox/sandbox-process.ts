@@ -111,7 +111,11 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
         else if (/JavaScript heap out of memory|Reached heap limit/.test(this.#stderr)) {
           this.emit('error', Object.assign(new Error(`sandbox out of V8 heap (limit ${memoryMb} MB)`), { code: 'ERR_WORKER_OUT_OF_MEMORY' }));
         } else if (n !== 0 && this.#stderr.trim() !== '') {
-          const last = this.#stderr.trim().split('\n').slice(-3).join(' | ');
+          // The error line itself (Node prints the source line and a caret above it, the stack
+          // and the error's properties below), then the last lines.
+          const lines = this.#stderr.trim().split('\n');
+          const error = lines.find((l) => /^\w*Error\b|^\w*Error:/.test(l.trim()));
+          const last = [...(error !== undefined && !lines.slice(-3).includes(error) ? [error.trim(), '…'] : []), ...lines.slice(-3)].join(' | ');
           this.emit('error', new Error(`sandbox process exited with code ${n}: ${last}`));
         }
         this.emit('exit', n);
