@@ -402,17 +402,31 @@ export class WebSocketGateway {
     const whole = req.complete;
     const parts: Buffer[] = [];
     let size = 0;
-    req.on('data', (d: Buffer) => {
-      size += d.length;
-      if (size <= REINJECT_MAX_BODY_BYTES) { parts.push(d); return; }
+    let failed = false;
+    const fail = (reason: 'bad-request' | 'body-stalled', e: WireResponse, text: string): void => {
+      failed = true;
+      clearTimeout(idle);
       if (socket.destroyed) return;
-      this.#o.counters.clientError('bad-request');
-      const e = errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [REINJECT_MAX_BODY_BYTES]);
+      this.#o.counters.clientError(reason);
       const body = e.body as string;
-      socket.end(`HTTP/1.1 ${e.status} Payload Too Large\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(`HTTP/1.1 ${e.status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    // A body that stops arriving: 408 after bodyTimeoutMs without a byte, as for any request.
+    const idleMs = this.#o.state.bodyTimeoutMs;
+    const idle = setTimeout(() => fail('body-stalled', errorResponse('FEZZ_ERR_BODY_STALLED', [idleMs]), 'Request Timeout'), idleMs);
+    req.on('data', (d: Buffer) => {
+      if (failed) return;
+      idle.refresh();
+      size += d.length;
+      if (size <= REINJECT_MAX_BODY_BYTES) parts.push(d);
+      else fail('bad-request', errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [REINJECT_MAX_BODY_BYTES]), 'Payload Too Large');
     });
-    req.once('end', () => { if (!socket.destroyed && size <= REINJECT_MAX_BODY_BYTES) this.#handBack(req, socket, Buffer.concat(parts, size), !whole, head); });
-    req.once('error', () => socket.destroy());
+    req.once('end', () => {
+      clearTimeout(idle);
+      if (!failed && !socket.destroyed) this.#handBack(req, socket, Buffer.concat(parts, size), !whole, head);
+    });
+    req.once('error', () => { clearTimeout(idle); socket.destroy(); });
+    socket.once('close', () => clearTimeout(idle));
   }
 
   /** Write `req` back as text (its body, when given, as `content-length` bytes) before `head`, and let the parser have the socket again. */

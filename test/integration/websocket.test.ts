@@ -341,6 +341,19 @@ describe('WebSockets in functions (issue 14)', () => {
     }
   });
 
+  it('another Upgrade whose body stops arriving gets 408 after bodyTimeoutMs, as any request would', async () => {
+    const h = await startHost(dir, { logLevel: 'info', bodyTimeoutMs: 500 });
+    try {
+      const u = new URL(h.url);
+      const t0 = performance.now();
+      const out = await rawExchange(h.url, `POST /rpc/ws-iso/plain HTTP/1.1\r\nhost: ${u.host}\r\nconnection: Upgrade\r\nupgrade: h2c\r\ncontent-length: 100\r\n\r\nhello`);
+      const ms = performance.now() - t0;
+      assert.match(out, /^HTTP\/1\.1 408 /, out);
+      assert.match(out, /FEZZ_ERR_BODY_STALLED/);
+      assert.ok(ms < 2500, `answered after ${ms.toFixed(0)} ms`);
+    } finally { await h.close(); }
+  });
+
   it('another Upgrade whose body is still arriving is served once the body is in', async () => {
     // Node >= 26 hands such a body to the request, not to the upgrade's head: read, then served.
     const u = new URL(t.url);
