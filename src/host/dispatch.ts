@@ -195,12 +195,21 @@ export function onClientError(counters: HostCounters, err: NodeJS.ErrnoException
     : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? ['bad-request', errorResponse('FEZZ_ERR_BODY_TOO_LARGE', ['(chunk extensions)'])] as const
     : ['bad-request', errorResponse('FEZZ_ERR_BAD_REQUEST', [`malformed HTTP request (${code || err.message})`])] as const;
   counters.clientError(reason);
-  const body = e.body as string;
-  const text = `HTTP/1.1 ${e.status} ${statusText(e.status)}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  const text = closingAnswer(e);
   const c = sock[kCurrent];
   if (c !== undefined && c !== null) { sock[kErrorAfter] = text; return; }
   // Anything already written (a response) is followed by this answer; then the connection ends.
   sock.end(text);
+}
+
+/**
+ * Host-made error response `e` (JSON body) as raw HTTP/1.1 bytes that close the connection:
+ * for answers written to a socket no ServerResponse owns (a malformed request, a body read
+ * before an upgrade is handed back).
+ */
+export function closingAnswer(e: WireResponse): string {
+  const body = e.body as string;
+  return `HTTP/1.1 ${e.status} ${statusText(e.status)}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
 const BAD_URL: RouteMatch<FunctionVersion> = { kind: 'not-found' };

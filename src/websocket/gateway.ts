@@ -30,7 +30,7 @@ import {
   type WebSocketCloseReason, type WebSocketData, type WebSocketEnd,
 } from '../wire/websocket.js';
 import { RequestContext } from '../host/context.js';
-import { hostCount, markUpgraded, originOf, runFunction, writeResponse, type DispatchState } from '../host/dispatch.js';
+import { closingAnswer, hostCount, markUpgraded, originOf, runFunction, writeResponse, type DispatchState } from '../host/dispatch.js';
 import { newRequestId } from '../host/request-id.js';
 import type { HostCounters } from '../observability/host-counters.js';
 import type { FunctionVersion } from '../registry/registry.js';
@@ -403,23 +403,22 @@ export class WebSocketGateway {
     const parts: Buffer[] = [];
     let size = 0;
     let failed = false;
-    const fail = (reason: 'bad-request' | 'body-stalled', e: WireResponse, text: string): void => {
+    const fail = (reason: 'bad-request' | 'body-stalled', e: WireResponse): void => {
       failed = true;
       clearTimeout(idle);
       if (socket.destroyed) return;
       this.#o.counters.clientError(reason);
-      const body = e.body as string;
-      socket.end(`HTTP/1.1 ${e.status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(closingAnswer(e));
     };
     // A body that stops arriving: 408 after bodyTimeoutMs without a byte, as for any request.
     const idleMs = this.#o.state.bodyTimeoutMs;
-    const idle = setTimeout(() => fail('body-stalled', errorResponse('FEZZ_ERR_BODY_STALLED', [idleMs]), 'Request Timeout'), idleMs);
+    const idle = setTimeout(() => fail('body-stalled', errorResponse('FEZZ_ERR_BODY_STALLED', [idleMs])), idleMs);
     req.on('data', (d: Buffer) => {
       if (failed) return;
       idle.refresh();
       size += d.length;
       if (size <= REINJECT_MAX_BODY_BYTES) parts.push(d);
-      else fail('bad-request', errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [REINJECT_MAX_BODY_BYTES]), 'Payload Too Large');
+      else fail('bad-request', errorResponse('FEZZ_ERR_BODY_TOO_LARGE', [REINJECT_MAX_BODY_BYTES]));
     });
     req.once('end', () => {
       clearTimeout(idle);
