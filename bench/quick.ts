@@ -13,6 +13,7 @@ import { performance } from "node:perf_hooks";
 import { childLogDir, killAllChildren } from "./lib/child.js";
 import { pinCpus, type CpuPlan } from "./lib/cpu-pin.js";
 import { autocannonGenerator } from "./lib/load-autocannon.js";
+import { baseBuild } from "./lib/base-build.js";
 import { findWrk, wrkGenerator } from "./lib/load-wrk.js";
 import { parseQuickArgs, USAGE, type QuickOptions } from "./lib/args.js";
 import { textGrid } from "./lib/grid.js";
@@ -77,6 +78,10 @@ function chooseGenerator(options: QuickOptions): LoadGenerator {
 
 /** The throughput servers: all (or `--servers`); a smoke run leaves the 100 MB peers out unless `--peers`. */
 function chooseServers(options: QuickOptions, skipped: string[]): ServerAdapter[] {
+  if (options.baseBin !== undefined && options.baseRef !== undefined) throw new TypeError("--base-bin and --base-ref: give one");
+  if (options.baseRef !== undefined) {
+    return withBaseBuild(chooseBuildServers(options, skipped), baseBuild(options.baseRef, (line) => console.log(line)));
+  }
   if (options.baseBin !== undefined) {
     if (!existsSync(options.baseBin)) throw new TypeError(`--base-bin: ${options.baseBin} does not exist`);
     return withBaseBuild(chooseBuildServers(options, skipped), resolve(options.baseBin));

@@ -43,6 +43,12 @@ export interface QuickOptions {
    * `<name>@base` right after its own. @default undefined (none)
    */
   readonly baseBin: string | undefined;
+  /**
+   * A git ref of this repository: like `baseBin`, on fezz built at that commit (base-build.ts).
+   * e.g. `fa687cf`, the last commit before issue 11, for its thread-tier "no regression" target.
+   * @default undefined (none)
+   */
+  readonly baseRef: string | undefined;
   /** Multicore: host processes of the xN rows (node:cluster workers, `fezz serve --workers`). @default 2 */
   readonly multicoreWorkers: number;
   /** Multicore: the fezz runtime of its rows (`--isolation thread`, one instance per process). @default "isolate" */
@@ -108,6 +114,7 @@ export const USAGE = `Usage: npm run bench -- [flags]     (or: node --import tsx
   --threads <n>            wrk threads                                           (default 1)
   --pin                    load generator on CPU 0, servers on the other CPUs (taskset; every suite)
   --base-bin <fezz.js>     also run each chosen fezz server on this build, as <name>@base (A/B)
+  --base-ref <git ref>     the same, on fezz built at that commit (a git worktree in the temp dir)
 
  multicore (hello; node:http x1 and under node:cluster xN, fezz x1 and serve --workers N;
  --duration, --warmup, --connections, --rounds, --pick, --load as for throughput)
@@ -164,6 +171,7 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
       threads: { type: "string" },
       pin: { type: "boolean", default: false },
       "base-bin": { type: "string" },
+      "base-ref": { type: "string" },
       "multicore-workers": { type: "string" },
       "multicore-runtime": { type: "string" },
       "coldstart-functions": { type: "string" },
@@ -214,6 +222,7 @@ export function parseQuickArgs(argv: readonly string[]): QuickOptions {
     threads: integer("--threads", values.threads, 1),
     pin: values.pin === true,
     baseBin: values["base-bin"],
+    baseRef: values["base-ref"],
     multicoreWorkers: workerCount(values["multicore-workers"]),
     multicoreRuntime: oneOf("--multicore-runtime", values["multicore-runtime"], ["isolate", "inline"] as const, "isolate"),
     coldstartFunctions: integer("--coldstart-functions", values["coldstart-functions"], smoke ? 3 : 25),

@@ -101,7 +101,7 @@ const flagCache = new Map<string, Set<string>>();
  * The long flags `fezz serve --help` lists, read once per binary. An empty set if the help
  * cannot be read: the start then fails with the real reason.
  */
-function serveFlags(bin: string): Set<string> {
+export function serveFlags(bin: string): Set<string> {
   let flags = flagCache.get(bin);
   if (flags === undefined) {
     let help = "";

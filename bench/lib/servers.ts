@@ -11,7 +11,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { runTool } from "./child.js";
-import { startFezz } from "./fezz-host.js";
+import { serveFlags, startFezz } from "./fezz-host.js";
 import { pluginFunctionsDir, workloadFunctionsDir, type JsRuntime } from "./fezz-functions.js";
 import { requireSandbox } from "./sandbox-probe.js";
 import { BENCH_DIR, REPO_ROOT, serverEnv } from "./paths.js";
@@ -73,9 +73,15 @@ function jsFezz(runtime: JsRuntime, bin?: string): ServerAdapter {
     `fezz-${runtime}${bin !== undefined ? "@base" : ""}`,
     jsPath,
     (workload) => workloadFunctionsDir(workload, runtime),
-    runtime === "sandbox" ? requireSandbox : undefined,
+    runtime === "sandbox" ? (bin === undefined ? requireSandbox : () => requireSandboxTier(bin)) : undefined,
     bin,
   );
+}
+
+/** Another build's sandbox row: only if that build has the sandbox tier (issue 11), then as ours. */
+async function requireSandboxTier(bin: string): Promise<void> {
+  if (!serveFlags(bin).has("--isolation")) throw new Error("this fezz build has no sandbox tier (no fezz serve --isolation)");
+  await requireSandbox();
 }
 
 /**
