@@ -16,9 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { AdminClient, CliError, DEFAULT_HOST_URL, normaliseHostUrl, type FunctionsList, type LogLine } from '../../src/cli/admin-client.js';
 import { scaffoldFunction } from '../../src/cli/commands/new.js';
 import { formatLogLine } from '../../src/cli/commands/logs.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'src', 'cli', 'bin.ts');
 const TSX = import.meta.resolve('tsx');
 const TOKEN = 'fake-admin-token-0123456789';
 
@@ -29,7 +29,7 @@ function start(args: string[], env: Record<string, string> = {}): { child: Child
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FEZZ_') && !k.startsWith('NODE_TEST')) childEnv[k] = v;
   childEnv.FEZZ_TOKEN_FILE = path.join(os.tmpdir(), `fezz-test-no-token-${process.pid}`, 'admin-token'); // never the user's real one
   Object.assign(childEnv, env);
-  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });

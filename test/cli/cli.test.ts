@@ -1,7 +1,7 @@
 /**
  * The `fezz` command line without a host: help, flag errors, `fezz new`, `fezz build` and
  * the deploy package (`fezz deploy --dry-run`, packageForDeploy). Each CLI run is a child
- * process of the TypeScript sources through tsx, so no build is needed.
+ * process: the build when it is current, else the TypeScript sources through tsx (helpers/cli.ts).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,9 +14,9 @@ import { loadFunctionDir } from '../../src/manifest/load.js';
 import { manifestSchema } from '../../src/manifest/schema.js';
 import { bundleEntry } from '../../src/build/bundle.js';
 import { bundleFileName, packageForDeploy, readFunctionSource } from '../../src/build/deploy-bundle.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'src', 'cli', 'bin.ts');
 const TSX = import.meta.resolve('tsx');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const EXAMPLES = path.join(ROOT, 'examples', 'functions');
@@ -44,7 +44,7 @@ function runProcess(cmd: string, args: string[], opts: { cwd?: string; env?: Rec
 }
 
 const fezz = (args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Run> =>
-  runProcess(process.execPath, ['--import', TSX, BIN, ...args], opts);
+  runProcess(process.execPath, [...CLI, ...args], opts);
 
 const lines = (s: string): string[] => s.split('\n').filter((l) => l.trim() !== '');
 

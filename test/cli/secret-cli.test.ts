@@ -13,9 +13,9 @@ import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'src', 'cli', 'bin.ts');
 const TSX = import.meta.resolve('tsx');
 const sha = (v: string): string => createHash('sha256').update(v).digest('hex');
 
@@ -40,7 +40,7 @@ function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 /** Run the CLI; `input` is piped to its stdin. */
 function fezz(args: string[], opts: { env?: Record<string, string>; input?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd: tmp, env: baseEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: tmp, env: baseEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d; });
@@ -53,7 +53,7 @@ function fezz(args: string[], opts: { env?: Record<string, string>; input?: stri
 
 /** Start `fezz serve` (JSON logs on stdout); resolves with its public and admin URLs once it listens. */
 async function serve(args: string[]): Promise<{ url: string; admin: string; child: ChildProcess; out: () => string }> {
-  const child = spawn(process.execPath, ['--import', TSX, BIN, 'serve', '--dir', fnDir, '--port', '0', '--admin-port', '0', '--isolation', 'thread', '--drain-delay', '0', '--grace', '2000', ...args], {
+  const child = spawn(process.execPath, [...CLI, 'serve', '--dir', fnDir, '--port', '0', '--admin-port', '0', '--isolation', 'thread', '--drain-delay', '0', '--grace', '2000', ...args], {
     cwd: tmp, env: baseEnv({ FEZZ_SECRETS_KEY: secretsKey, FEZZ_SECRETS_DIR: path.join(tmp, 'secrets') }), stdio: ['ignore', 'pipe', 'pipe'],
   });
   servers.push(child);
@@ -182,7 +182,7 @@ describe('fezz secret against fezz serve', { concurrency: false }, () => {
 
   it('put at a terminal prompts without echoing the value', async () => {
     // script(1) gives the CLI a pseudo-terminal; the value is typed after the prompt shows.
-    const cmd = [process.execPath, '--import', TSX, BIN, 'secret', 'put', 'probe', 'API_KEY'].map((a) => `'${a}'`).join(' ');
+    const cmd = [process.execPath, ...CLI, 'secret', 'put', 'probe', 'API_KEY'].map((a) => `'${a}'`).join(' ');
     const child = spawn('script', ['-qfec', cmd, '/dev/null'], { cwd: tmp, env: baseEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d; });

@@ -15,9 +15,9 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { loadFunctionDir } from '../../src/manifest/load.js';
 import { startHost, type TestHost } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'src', 'cli', 'bin.ts');
 const TSX = import.meta.resolve('tsx');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'secrets-env');
 
@@ -35,7 +35,7 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 function fezz(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd: tmp, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: tmp, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d; });
@@ -47,7 +47,7 @@ function fezz(args: string[], env: Record<string, string> = {}): Promise<Run> {
 
 /** Long-running CLI (fezz dev, fezz logs): its output so far, and a way to stop it. */
 function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; out: () => string; stop(): Promise<void> } {
-  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd: tmp, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI, ...args], { cwd: tmp, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d; });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { request, type Dispatcher } from 'undici';
+import { CLI } from './cli.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -54,7 +55,7 @@ export class ServeProcess {
 
   constructor(o: ServeOptions, withStartTimeout: boolean) {
     // The young generation bin/fezz.js gives a host (it relaunches Node with it).
-    this.args = ['--max-semi-space-size=16', '--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts'), 'serve',
+    this.args = ['--max-semi-space-size=16', ...CLI, 'serve',
       '--dir', o.dir, '--port', '0', '--admin-port', '0', '--grace', String(o.graceMs),
       '--cache-dir', o.cacheDir, '--token', o.token];
     if (withStartTimeout) this.args.push('--start-timeout', String(o.startTimeoutMs));

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { createHost, type FezzError } from '../../src/index.js';
 import { AdminClient } from '../../src/cli/admin-client.js';
 import { FIXTURES, startHost, type TestHost } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -57,7 +58,7 @@ function fezz(args: string[], env: Record<string, string>): Promise<{ code: numb
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FEZZ_') && !k.startsWith('NODE_TEST')) childEnv[k] = v;
   Object.assign(childEnv, env);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/bin.ts'), ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => { stdout += c; });

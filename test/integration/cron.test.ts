@@ -18,9 +18,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES, sleep, startHost, type TestHost } from '../helpers/host.js';
 import { probeSandbox } from '../../src/runtime/sandbox/bwrap.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'src', 'cli', 'bin.ts');
 /** A run starts this close to its tick, at most, in ms (tolerant of a loaded 2-core machine). */
 const ON_TIME_MS = 300;
 
@@ -40,7 +40,7 @@ async function functionsDir(only?: string[]): Promise<string> {
 /** The real CLI, from sources. */
 function fezz(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => { stdout += c; });
@@ -327,7 +327,7 @@ describe('cron triggers under fezz serve --workers 2', () => {
   before(async () => {
     tmp = await functionsDir(['tick@1.0.0']);
     const tokenFile = path.join(tmp, '.token');
-    child = spawn(process.execPath, ['--import', 'tsx', BIN, 'serve', '--dir', tmp, '--port', '0', '--admin-port', '0', '--workers', '2', '--isolation', 'thread',
+    child = spawn(process.execPath, [...CLI, 'serve', '--dir', tmp, '--port', '0', '--admin-port', '0', '--workers', '2', '--isolation', 'thread',
       '--token-file', tokenFile, '--drain-delay', '0', '--grace', '2000', '--no-watch', '--cache-dir', path.join(os.tmpdir(), 'fezz-test-cache')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
     child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });

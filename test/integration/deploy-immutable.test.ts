@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { get, startHost, type TestHost } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -112,7 +113,7 @@ describe('immutable versions on a host', () => {
     const write = (body: string): Promise<void> => writeFile(path.join(fn, 'index.ts'), `export default { fetch: (): Response => new Response(${JSON.stringify(body)}) };\n`);
     const env = { ...process.env, FEZZ_HOST: t.host.adminUrl, FEZZ_TOKEN: t.host.token };
     const fezz = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => new Promise((resolve) => {
-      const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/bin.ts'), ...args], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...CLI, ...args], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (c: Buffer) => { stdout += c; });

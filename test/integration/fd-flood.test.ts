@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXAMPLES } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TOKEN = 'flood-test-token-0123456789abcdef';
@@ -51,7 +52,7 @@ describe(`a connection flood at the fd limit (ulimit -n ${FD_LIMIT})`, () => {
       '',
     ].join('\n'));
     await chmod(path.join(py, 'main.py'), 0o755);
-    child = spawn('bash', ['-c', `ulimit -n ${FD_LIMIT} && exec "$0" --import tsx src/cli/bin.ts serve --dir "$1" --port 0 --admin-port 0 --no-watch --isolation thread --token ${TOKEN}`, process.execPath, dir],
+    child = spawn('bash', ['-c', `ulimit -n ${FD_LIMIT} && exec "$0" "$@"`, process.execPath, ...CLI, 'serve', '--dir', dir, '--port', '0', '--admin-port', '0', '--no-watch', '--isolation', 'thread', '--token', TOKEN],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.setEncoding('utf8');
     child.stderr!.setEncoding('utf8');

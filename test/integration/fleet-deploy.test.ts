@@ -15,6 +15,7 @@ import { S3Store, type PutCondition, type PutResult } from '../../src/fleet/s3-s
 import { collectGarbage, deployToFleet, readState, removeFromFleet, updateState } from '../../src/fleet/fleet-deploy.js';
 import { bundleName, sha256Hex } from '../../src/fleet/state.js';
 import { S3RVER_CREDENTIALS, startLocalS3, type LocalS3 } from '../helpers/s3-conditional.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TSX = import.meta.resolve('tsx');
@@ -110,7 +111,7 @@ describe('fleet deploys through an S3-compatible store', { timeout: 120_000 }, (
 
   function fezz(args: string[], cwd: string): Promise<Run> {
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src/cli/bin.ts'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
       children.add(child);
       let stdout = '';
       let stderr = '';

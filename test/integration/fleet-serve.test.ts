@@ -15,9 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sleep } from '../helpers/host.js';
 import { S3RVER_CREDENTIALS, startLocalS3, type LocalS3 } from '../helpers/s3-conditional.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'src', 'cli', 'bin.ts');
 const SOURCE = 's3://fleet/prod';
 const run = promisify(execFile);
 
@@ -69,11 +69,11 @@ describe('fezz serve --source s3://… --workers 2', () => {
     const src = path.join(tmp, 'src');
     // A function that reports whether the host's AWS keys reached it.
     const first = await fnDir(src, 'first', 'export default { fetch(req, env) { const leaked = typeof process !== "undefined" && process.env && Object.keys(process.env).some((k) => k.startsWith("AWS_SECRET") || k.startsWith("AWS_ACCESS")); return new Response(`first leaked=${leaked} env=${Object.keys(env).filter((k) => k.startsWith("AWS")).length}`); } };');
-    await run(process.execPath, ['--import', 'tsx', BIN, 'deploy', first, '--to', SOURCE], { cwd: ROOT, env });
+    await run(process.execPath, [...CLI, 'deploy', first, '--to', SOURCE], { cwd: ROOT, env });
 
     const fns = path.join(tmp, 'functions');
     await mkdir(fns);
-    child = spawn(process.execPath, ['--import', 'tsx', BIN, 'serve', '--dir', fns, '--source', SOURCE, '--workers', '2', '--port', '0', '--admin-port', '0',
+    child = spawn(process.execPath, [...CLI, 'serve', '--dir', fns, '--source', SOURCE, '--workers', '2', '--port', '0', '--admin-port', '0',
       '--isolation', 'thread', '--token-file', path.join(tmp, 'token'), '--drain-delay', '0', '--no-watch', '--cache-dir', path.join(tmp, 'cache')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
     child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
@@ -90,7 +90,7 @@ describe('fezz serve --source s3://… --workers 2', () => {
 
     // A later deploy reaches both processes within 3 s.
     const second = await fnDir(src, 'second', 'export default { fetch() { return new Response("second"); } };');
-    await run(process.execPath, ['--import', 'tsx', BIN, 'deploy', second, '--to', SOURCE], { cwd: ROOT, env });
+    await run(process.execPath, [...CLI, 'deploy', second, '--to', SOURCE], { cwd: ROOT, env });
     const t0 = Date.now();
     let served = false;
     while (Date.now() - t0 < 3000) {

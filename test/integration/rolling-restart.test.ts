@@ -19,6 +19,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { sleep, startHost, type TestHost } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -218,7 +219,7 @@ class Fezz {
   constructor(readonly name: string, readonly port: number, readonly dir: string, readonly tmp: string) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/bin.ts'), 'serve',
+    const child = spawn(process.execPath, [...CLI, 'serve',
       '--dir', this.dir, '--port', String(this.port), '--admin-port', '0', '--no-watch', '--isolation', 'thread',
       '--cache-dir', path.join(this.tmp, `cache-${this.name}`)],
     // The default drain delay (5 s) and keep-alive timeout (5 s): what deploy/*.conf are tuned for.

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -25,7 +26,7 @@ function request(url: string): Promise<{ status: number; body: string }> {
 
 describe('graceful shutdown', () => {
   it('SIGTERM: in-flight slow requests complete 200, new connections are refused, exit 0', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/bin.ts'), 'serve',
+    const child = spawn(process.execPath, [...CLI, 'serve',
       '--dir', path.join(FIXTURES, 'ops'), '--port', '0', '--admin-port', '0', '--no-watch', '--isolation', 'thread',
       // No drain delay: the listener closes at once (the delay is rolling-restart.test.ts's).
       '--drain-delay', '0'],

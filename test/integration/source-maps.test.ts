@@ -23,6 +23,7 @@ import { bundleEntry } from '../../src/build/bundle.js';
 import { packageForDeploy, readFunctionSource } from '../../src/build/deploy-bundle.js';
 import { FEZZ_MAP_COMMENT, readInlineMap, STANDARD_MAP_COMMENT, StackMapper } from '../../src/build/source-map.js';
 import { probeSandbox } from '../../src/runtime/sandbox/bwrap.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FNS = path.join(FIXTURES, 'source-maps', 'functions');
@@ -289,7 +290,7 @@ describe('source maps: sandbox tier', { skip: sandbox.ok ? false : `no sandbox h
 
 function fezz(args: string[], env: Record<string, string>, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/bin.ts'), ...args], {
+    const child = spawn(process.execPath, [...CLI, ...args], {
       cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

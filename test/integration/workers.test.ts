@@ -16,9 +16,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sleep } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'src', 'cli', 'bin.ts');
 const run = promisify(execFile);
 
 async function writeFn(dir: string, id: string, route: string, code: string): Promise<string> {
@@ -70,7 +70,7 @@ describe('fezz serve --workers 2', () => {
     await writeFn(fns, 'say', '/say', 'export default { fetch(request) { console.log("said " + new URL(request.url).searchParams.get("n")); return new Response("ok"); } };');
     await writeFn(fns, 'slow', '/slow', 'export default { async fetch() { await new Promise((r) => setTimeout(r, 5000)); return new Response("slow"); } };');
     tokenFile = path.join(tmp, 'token');
-    child = spawn(process.execPath, ['--import', 'tsx', BIN, 'serve', '--dir', fns, '--port', '0', '--admin-port', '0', '--workers', '2', '--isolation', 'thread',
+    child = spawn(process.execPath, [...CLI, 'serve', '--dir', fns, '--port', '0', '--admin-port', '0', '--workers', '2', '--isolation', 'thread',
       '--token-file', tokenFile, '--drain-delay', '0', '--grace', '2000', '--no-watch', '--cache-dir', path.join(tmp, 'cache')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
     child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
@@ -107,7 +107,7 @@ describe('fezz serve --workers 2', () => {
     assert.equal(s1.functions['hello@1.0.0']!.requests, N);
     assert.equal(s1.workers.reduce((n, w) => n + w.requests, 0), N);
 
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', BIN, 'list', '--json', '--host-url', admin, '--token-file', tokenFile], { cwd: ROOT });
+    const { stdout } = await run(process.execPath, [...CLI, 'list', '--json', '--host-url', admin, '--token-file', tokenFile], { cwd: ROOT });
     const listed = (JSON.parse(stdout) as { functions: Array<{ key: string; stats: { requests: number } }> }).functions;
     assert.equal(listed.find((f) => f.key === 'hello@1.0.0')?.stats.requests, N);
 

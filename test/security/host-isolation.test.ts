@@ -12,13 +12,14 @@ import path from 'node:path';
 import { probeSandbox } from '../../src/runtime/sandbox/bwrap.js';
 import { get, startHost } from '../helpers/host.js';
 import { ROOT } from '../helpers/chaos-host.js';
+import { CLI } from '../helpers/cli.js';
 
 /** `fezz serve` (from the sources) on `dir` with `args`; its log until it listens, and a GET helper. */
 async function serve(dir: string, args: string[]): Promise<{ log: string; fetchText(p: string): Promise<{ status: number; text: string }>; stop(): Promise<void> }> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FEZZ_') && !k.startsWith('NODE_TEST')) env[k] = v;
   env.FEZZ_TOKEN_FILE = path.join(dir, '..', `token-${path.basename(dir)}`);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts'), 'serve', '--dir', dir, '--port', '0', '--admin-port', '0', '--no-watch', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI, 'serve', '--dir', dir, '--port', '0', '--admin-port', '0', '--no-watch', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { log += d.toString(); });

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../helpers/host.js';
+import { CLI } from '../helpers/cli.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TOKEN = 'secret-admin-token-' + 'x'.repeat(24);
@@ -23,7 +24,7 @@ function serve(launcher: 'bin' | 'src', args: string[], env: Record<string, stri
   const childEnv: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FEZZ_') && !k.startsWith('NODE_TEST')) childEnv[k] = v;
   for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = v;
-  const entry = launcher === 'bin' ? [path.join(ROOT, 'bin', 'fezz.js')] : ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts')];
+  const entry = launcher === 'bin' ? [path.join(ROOT, 'bin', 'fezz.js')] : [...CLI];
   const child = spawn(process.execPath, [...entry, 'serve', '--dir', DIR, '--port', '0', '--admin-port', '0', '--no-watch', '--isolation', 'thread', ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -81,7 +82,7 @@ describe('the admin token and freed memory are out of a function\'s reach', () =
       const r = await (await fetch(`${s.url}/rpc/reporter?token=${token}`)).json() as Record<string, boolean>;
       assert.equal(r.envHasToken || r.reportHasToken || r.argvHasToken, false, JSON.stringify(r));
       // `fezz list` finds the host's token through the same file.
-      const list = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts'), 'list', '--json'],
+      const list = spawn(process.execPath, [...CLI, 'list', '--json'],
         { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, FEZZ_HOST: s.admin, FEZZ_TOKEN_FILE: file }, stdio: ['ignore', 'pipe', 'pipe'] });
       let listOut = '';
       list.stdout!.on('data', (d: Buffer) => { listOut += d.toString(); });
