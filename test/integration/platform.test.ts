@@ -24,6 +24,7 @@ interface Info {
   headers: Record<string, string>;
   urlPattern: { type: string; native: boolean; match: Record<string, string> | null };
   navigator: { userAgent: string; hardwareConcurrency: number };
+  webStorage: [string, string];
   who: string;
 }
 
@@ -77,6 +78,8 @@ describe('platform details (thread and inline runtimes)', () => {
       assert.equal(i.urlPattern.native, NATIVE_URLPATTERN, p);
       assert.equal(i.navigator.userAgent, `Node.js/${NODE_MAJOR}`, p);
       assert.ok(Number.isInteger(i.navigator.hardwareConcurrency) && i.navigator.hardwareConcurrency >= 1, p);
+      // No Web Storage on any Node line (Node >= 25 has it; Workers and Deno Deploy do not).
+      assert.deepEqual(i.webStorage, ['undefined', 'undefined'], p);
     }
   });
 
@@ -306,12 +309,16 @@ describe('the compiled build (dist/)', () => {
         process.stdout.write(JSON.stringify(out));
       } finally { await host.close(1000); }
     `;
+    let stderr = '';
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, timeout: 30_000 }, (err, out, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(out)));
+      execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, timeout: 30_000 }, (err, out, errOut) => { stderr = errOut; return err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out); });
     });
+    // Node >= 25 warns on stderr when something reads its localStorage without --localstorage-file.
+    assert.doesNotMatch(stderr, /ExperimentalWarning|localStorage/, stderr);
     const out = JSON.parse(stdout) as Record<string, [number, Record<string, unknown>]>;
     assert.equal(out['/p/info']![0], 200, JSON.stringify(out['/p/info']));
     assert.deepEqual((out['/p/info']![1] as unknown as Info).urlPattern.match, { id: '42' });
+    assert.deepEqual((out['/p/info']![1] as unknown as Info).webStorage, ['undefined', 'undefined']);
     assert.equal(out['/p/assets']![0], 200);
     assert.equal((out['/p/assets']![1] as { wasm: { add: number } }).wasm.add, 42);
   });

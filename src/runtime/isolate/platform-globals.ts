@@ -10,7 +10,12 @@
  * - `WebSocketPair` (Cloudflare Workers' shape; src/websocket/function-socket.ts): a
  *   function accepts WebSocket upgrades with it; the first pair made also makes `Response`
  *   take `{ status: 101, webSocket }`. Node has no such global.
- * Nothing is replaced where Node has it: a function sees Node's own objects there.
+ * - `localStorage` and `sessionStorage` are hidden (undefined) where Node has them (Node >= 25
+ *   defines both; `localStorage` is undefined there without `--localstorage-file`, and its
+ *   getter prints an ExperimentalWarning to the host's stderr the first time each isolate
+ *   touches it): Workers and Deno Deploy have no Web Storage, and a function sees the same
+ *   globals on every host Node version (docs/compatibility.md).
+ * Nothing else is replaced where Node has it: a function sees Node's own objects there.
  */
 import os from 'node:os';
 import { installWebSocketGlobals } from '../../websocket/function-socket.js';
@@ -29,6 +34,12 @@ export function installPlatformGlobals(polyfillUrl?: string): Promise<void> {
   if (installing !== null) return installing;
   const g = globalThis as Record<string, unknown>;
   installWebSocketGlobals();
+  for (const name of ['localStorage', 'sessionStorage']) {
+    // Redefined, never read: reading Node's localStorage getter is what prints the warning.
+    if (Object.getOwnPropertyDescriptor(globalThis, name) !== undefined) {
+      Object.defineProperty(globalThis, name, { value: undefined, writable: true, configurable: true, enumerable: false });
+    }
+  }
   if (g.navigator === undefined) {
     Object.defineProperty(globalThis, 'navigator', {
       value: Object.freeze({
