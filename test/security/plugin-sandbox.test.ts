@@ -15,7 +15,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -56,7 +56,32 @@ describe('sandboxed plugins: the example plugins work unchanged (issue 11)', { s
       assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => ({ status: 200, path: `/n/${i}`, text: `body-${i}` })));
     });
   }
+
+  it('every plugin sandbox was started by the spawner: the host forked none (a fork stalls it 16-30 ms)', () => {
+    const kids = childrenOf(process.pid); // the host runs in this process
+    assert.ok(!kids.some((c) => /^(bwrap|setpriv|sh)$/.test(path.basename(c.cmd[0] ?? ''))), `the host's children: ${JSON.stringify(kids)}`);
+    const spawner = kids.find((c) => c.cmd[1] === '-e');
+    assert.ok(spawner !== undefined, `no spawner among ${JSON.stringify(kids)}`);
+    const launchers = childrenOf(spawner.pid).filter((c) => /^(bwrap|setpriv|sh)$/.test(path.basename(c.cmd[0] ?? '')));
+    // The five plugins above, each with at least one process still warm.
+    assert.ok(launchers.length >= 5, `the spawner's sandboxes: ${JSON.stringify(launchers)}`);
+  });
 });
+
+/** Running direct children of `pid`, with their command lines (from /proc). */
+function childrenOf(pid: number): Array<{ pid: number; cmd: string[] }> {
+  const out: Array<{ pid: number; cmd: string[] }> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) !== pid || state === 'Z' || state === 'X') continue;
+      out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '') });
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
+}
 
 describe('sandboxed plugins: a hostile plugin cannot escape (issue 11)', { skip }, () => {
   let tmp: string;

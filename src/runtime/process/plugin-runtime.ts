@@ -40,7 +40,7 @@
  * goes unhandled: every child process, stdio stream and readline interface has its
  * 'error' listener before anything can emit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { watch, statSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -55,6 +55,7 @@ import type { AbiTokens } from '../../abi/tokens.js';
 import { CRON_HEADER, SCHEDULED_HANDLER, SCHEDULED_TIME_HEADER, type FunctionRuntime, type InvokeRequest, type RuntimeStats } from '../types.js';
 import type { Socket } from 'node:net';
 import { PluginSandboxHome } from '../sandbox/plugin-sandbox.js';
+import type { PluginProcess } from '../sandbox/launched-process.js';
 
 /** How the host reaches the ABI, for the children's environment. */
 export interface AbiEndpoint {
@@ -121,7 +122,8 @@ const KILL_WAIT_MS = 200;
 
 interface Child {
   readonly seq: number;
-  readonly proc: ChildProcess;
+  /** A ChildProcess (unsandboxed), or a sandbox started through the spawner (launched-process.ts). */
+  readonly proc: PluginProcess;
   readonly startedAt: number;
   inflight: number;
   readonly ids: Set<string>;
@@ -270,7 +272,7 @@ export class PluginRuntime implements FunctionRuntime {
       // its pool stops at SANDBOX_POOL_MAX, and calls past that wait for a thread.
       UV_THREADPOOL_SIZE: String(Math.min(o.sandbox !== undefined ? SANDBOX_POOL_MAX : 1024, Math.max(4, o.limits.concurrency))),
     });
-    let proc: ChildProcess;
+    let proc: PluginProcess;
     try {
       if (o.sandbox !== undefined) {
         const connection = o.abi.connection;
@@ -301,17 +303,19 @@ export class PluginRuntime implements FunctionRuntime {
     proc.on('exit', (code, signal) => this.#lost(child, signal !== null ? `killed by ${signal}` : `exited with code ${code}`));
     this.#children.push(child);
     this.#stats.coldStarts++;
-    const log = o.logger.child({ fn: o.fnKey, pid: proc.pid });
+    // A sandbox started through the spawner has its pid a moment later, before its first line.
+    let logger: Logger | null = null;
+    const log = (): Logger => (logger ??= o.logger.child({ fn: o.fnKey, pid: proc.pid }));
     proc.stdin?.on('error', ignore); // EPIPE when the child died; 'exit' handles it
-    lines(proc.stdout, (line) => log.info({ stream: 'stdout' }, line));
-    lines(proc.stderr, (line) => log.warn({ stream: 'stderr' }, line));
+    lines(proc.stdout, (line) => log().info({ stream: 'stdout' }, line));
+    lines(proc.stderr, (line) => log().warn({ stream: 'stderr' }, line));
     if (o.kind === 'native') {
       lines(proc.stdio?.[3] as Readable | null | undefined, (line) => this.#onResult(child, line));
       child.startTimer = setTimeout(() => this.#startExpired(child), o.startTimeoutMs);
     } else {
       child.startTimer = setTimeout(() => this.#started(child), Math.min(PROCESS_SETTLE_MS, o.startTimeoutMs));
     }
-    log.debug({ instance: child.seq, command: o.command }, 'plugin process started');
+    o.logger.debug({ fn: o.fnKey, pid: proc.pid, instance: child.seq, command: o.command }, 'plugin process started');
     this.#watchEntry();
     this.#ensureSweep();
     return child;

@@ -21,18 +21,17 @@
  * what the manifest gives, FEZZ_HOST (the relay), FEZZ_TOKEN (the runtime's scoped ABI token),
  * and PATH, HOME, TMPDIR, LANG of its own; never a command line.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import type { Logger } from 'pino';
-import { launchEnv, sandboxCommand, INBOX_MOUNT } from './bwrap.js';
+import { sandboxCommand, INBOX_MOUNT } from './bwrap.js';
 import { makeSandboxCgroups, removeCgroups } from './cgroup.js';
 import { seccompFilter } from './seccomp.js';
 import { sandboxRootDir } from './sandbox-runtime.js';
-import { trackSandboxChild } from './sandbox-process.js';
+import { launchProcess, type PluginProcess } from './launched-process.js';
 import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
 import { EGRESS_SOCKET } from '../../egress/connector.js';
 
@@ -205,13 +204,13 @@ export class PluginSandboxHome {
   }
 
   /**
-   * Start one sandboxed child with `env` (given on fd 5, never on a command line). stdio: 0-2
-   * pipes (request ids in; logs out), fd 3 a pipe for `native` (the plugin host's results).
+   * Start one sandboxed child with `env` (its environment, never on a command line), through
+   * the spawner process (launched-process.ts: the host does not fork). stdio: 0-2 pipes
+   * (request ids in; logs out), fd 3 a pipe for `native` (the plugin host's results).
    * Cleans up its cgroups at its exit.
-   * @throws if staging, bundling or the spawn itself fails synchronously (an async spawn
-   * failure comes as the child's 'error').
+   * @throws if staging or bundling fails (a spawn failure comes as the child's 'error').
    */
-  spawn(env: Record<string, string>): ChildProcess {
+  spawn(env: Record<string, string>): PluginProcess {
     if (this.#closed) throw new Error('plugin sandbox closed');
     const o = this.#o;
     const runtime = pluginRuntimeDir();
@@ -228,10 +227,9 @@ export class PluginSandboxHome {
       o.logger.warn('plugin sandboxes: no pids cgroup can be made here, so the processes a sandboxed plugin starts are not limited (run fezz as root, or in a delegated cgroup: systemd-run --user -p Delegate=yes)');
     }
     const filter = seccompFilter(path.dirname(runtime), { inet: true });
-    const bpf = filter.file !== null ? openSync(filter.file, 'r') : null;
     const argv = sandboxCommand({
       runtimeDir: runtime, inbox: this.#inbox, memoryMb: LAUNCHER_HEAP_MB, readPaths: [], cgroupDirs: cgroups.dirs, pidsCgroup: cgroups.pids,
-      nodePermissions: false, ...(bpf !== null ? { seccompFd: 4 } : {}),
+      nodePermissions: false, ...(filter.file !== null ? { seccompFd: 4 } : {}),
       script: 'plugin-entry.mjs', args: [o.kind, `${INBOX_MOUNT}/app/${this.#entryRel}`, String(SANDBOX_ABI_PORT), ...(o.outbound.length > 0 ? [String(SANDBOX_EGRESS_PORT)] : [])],
       binds: [[this.#app, `${INBOX_MOUNT}/app`]], chdir: `${INBOX_MOUNT}/app`, keepEnv: true,
     });
@@ -243,21 +241,13 @@ export class PluginSandboxHome {
       FEZZ_HOST: `http://127.0.0.1:${SANDBOX_ABI_PORT}`,
       ...(o.outbound.length > 0 ? { HTTPS_PROXY: SANDBOX_PROXY, https_proxy: SANDBOX_PROXY, NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' } : {}),
     };
-    let child: ChildProcess;
-    try {
-      child = spawn(argv[0]!, argv.slice(1), {
-        env: childEnv, cwd: '/',
-        stdio: ['pipe', 'pipe', 'pipe', o.kind === 'native' ? 'pipe' : 'ignore', bpf ?? 'ignore'],
-      });
-    } catch (err) {
-      removeCgroups(cgroups.dirs);
-      throw err;
-    } finally {
-      if (bpf !== null) closeSync(bpf);
-    }
+    // The spawner opens the seccomp filter as the launcher's fd 4, and kills the sandbox if the
+    // host goes, even one that crashes (setpriv breaks --die-with-parent's chain).
+    const child = launchProcess({
+      argv, env: childEnv, seccompFile: filter.file,
+      stdio: ['pipe', 'pipe', 'pipe', o.kind === 'native' ? 'pipe' : 'ignore'],
+    });
     child.once('close', () => removeCgroups(cgroups.dirs));
-    // No sandbox outlives the host, even one that crashes (setpriv breaks --die-with-parent's chain).
-    trackSandboxChild(child);
     return child;
   }
 

@@ -8,11 +8,12 @@
  * refill) held up every request of every function for that long.
  *
  * So the host starts one small helper process, the spawner (a bare Node process with an IPC
- * channel, ~40 MB), and asks it to start each sandbox. Its fork stays cheap and happens on
- * another process. The spawner sends back the sandbox's fd-3 channel and its stderr as socket
- * handles over IPC (sendHandle), then its pid and, when it ends, its exit code or signal. The
- * host talks to the sandbox over the channel directly, as before: the spawner only spawns,
- * kills (on request) and reports exits.
+ * channel, ~40 MB), and asks it to start each sandbox (an isolate's, and a plugin's:
+ * launched-process.ts). Its fork stays cheap and happens on another process. The spawner sends
+ * back the sandbox's pipes (an isolate sandbox's fd-3 channel and stderr; a plugin's stdin,
+ * stdout, stderr and, native, fd 3) as socket handles over IPC (sendHandle), then its pid and,
+ * when it ends, its exit code or signal. The host talks to the sandbox over those directly, as
+ * before: the spawner only spawns, signals (on request) and reports exits.
  *
  * Lifetime: the spawner is unref'd (it never keeps the host alive) and exits when its IPC
  * channel closes, which is when the host exits, however it exits (even SIGKILL). It kills
@@ -21,9 +22,11 @@
  * sandboxes it had report an exit (code 1, "the spawner stopped") and the next start
  * starts a new spawner.
  *
- * What crosses IPC is argv, the launcher's environment (PATH only, bwrap.ts `launchEnv`) and
- * the seccomp filter's path: nothing secret, and the spawner runs with the host's own
- * privileges (it is not a sandbox boundary, bwrap is).
+ * What crosses IPC is argv, the launcher's environment and the seccomp filter's path. For an
+ * isolate sandbox that environment is PATH only (bwrap.ts `launchEnv`); for a plugin sandbox it
+ * is the plugin's own (its scoped ABI token, the secrets its manifest grants), which bwrap hands
+ * on. The IPC channel is a private socket pair between the host and its own helper, which runs
+ * with the host's privileges and keeps nothing: it is not a sandbox boundary, bwrap is.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -37,18 +40,29 @@ export interface LaunchSpec {
   env: Record<string, string>;
   /** A seccomp filter file to open as the launcher's fd 4 (bwrap `--seccomp 4`), or null. */
   seccompFile: string | null;
+  /**
+   * fds 0 to 3: a pipe each (sent back to the host as a socket, event `'pipe'`) or nothing.
+   * @default ['ignore', 'ignore', 'pipe', 'pipe'] (an isolate sandbox: stderr and its channel)
+   */
+  stdio?: readonly StdioSlot[];
 }
 
+/** One of a launched process's fds 0 to 3. */
+export type StdioSlot = 'pipe' | 'ignore';
+const SANDBOX_STDIO: readonly StdioSlot[] = ['ignore', 'ignore', 'pipe', 'pipe'];
+
 /**
- * A launched sandbox as the host sees it. Events: `'channel'` (Socket: its fd 3, once),
- * `'stderr'` (Socket, once), `'exit'` (code: number | null, signal: string | null, once; after
- * a spawn error too, with code null), `'error'` (Error: the spawn failed, or the spawner died).
+ * A launched sandbox as the host sees it. Events, in this order: `'pipe'` (fd: number, Socket;
+ * once per piped fd of `LaunchSpec.stdio`: fd 3 first, then 0, 1, 2), with `'channel'` (Socket)
+ * for fd 3 and `'stderr'` (Socket) for fd 2 besides; `'spawn'` (pid known); `'exit'` (code:
+ * number | null, signal: string | null, once; after a spawn error too, with code null);
+ * `'error'` (Error: the spawn failed, or the spawner died).
  */
 export interface Launched extends EventEmitter {
   /** Outermost process id (sh, setpriv or bwrap), once known. */
   readonly pid: number | undefined;
-  /** SIGKILL the sandbox (now if started, else as soon as it is). */
-  kill(): void;
+  /** Signal the sandbox's outermost process (now if started, else as soon as it is). @default 'SIGKILL' */
+  kill(signal?: NodeJS.Signals): void;
   /**
    * Whether the host's event loop is kept alive while this sandbox's channel is on its way
    * (after that, the channel socket's own ref does it). @default true
@@ -57,11 +71,11 @@ export interface Launched extends EventEmitter {
 }
 
 type ToSpawner =
-  | { op: 'spawn'; id: number; argv: string[]; env: Record<string, string>; seccompFile: string | null }
-  | { op: 'kill'; id: number };
+  | { op: 'spawn'; id: number; argv: string[]; env: Record<string, string>; seccompFile: string | null; stdio: readonly StdioSlot[] }
+  | { op: 'kill'; id: number; signal: NodeJS.Signals };
 type FromSpawner =
-  | { op: 'channel'; id: number; pid: number }
-  | { op: 'stderr'; id: number }
+  | { op: 'pipe'; id: number; fd: number }
+  | { op: 'started'; id: number; pid: number }
   | { op: 'exit'; id: number; code: number | null; signal: string | null }
   | { op: 'error'; id: number; message: string; code?: string };
 
@@ -75,13 +89,13 @@ const { spawn } = require('node:child_process');
 const { openSync, closeSync } = require('node:fs');
 const children = new Map();
 process.on('message', (m) => {
-  if (m.op === 'kill') { const c = children.get(m.id); if (c) { try { c.kill('SIGKILL'); } catch {} } return; }
+  if (m.op === 'kill') { const c = children.get(m.id); if (c) { try { c.kill(m.signal); } catch {} } return; }
   if (m.op !== 'spawn') return;
   let fd = null;
   let c;
   try {
     if (m.seccompFile !== null) fd = openSync(m.seccompFile, 'r');
-    c = spawn(m.argv[0], m.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(fd !== null ? [fd] : [])], env: m.env, cwd: '/' });
+    c = spawn(m.argv[0], m.argv.slice(1), { stdio: [...m.stdio, ...(fd !== null ? [fd] : [])], env: m.env, cwd: '/' });
   } catch (err) {
     process.send({ op: 'error', id: m.id, message: String(err && err.message), code: err && err.code });
     process.send({ op: 'exit', id: m.id, code: null, signal: null });
@@ -102,8 +116,8 @@ process.on('message', (m) => {
     children.delete(m.id);
     if (!failed) process.send({ op: 'exit', id: m.id, code, signal });
   });
-  process.send({ op: 'channel', id: m.id, pid: c.pid }, c.stdio[3]);
-  process.send({ op: 'stderr', id: m.id }, c.stderr);
+  for (const n of [3, 0, 1, 2]) if (m.stdio[n] === 'pipe') process.send({ op: 'pipe', id: m.id, fd: n }, c.stdio[n]);
+  process.send({ op: 'started', id: m.id, pid: c.pid });
 });
 process.on('disconnect', () => {
   for (const c of children.values()) { try { c.kill('SIGKILL'); } catch {} }
@@ -113,12 +127,13 @@ process.on('disconnect', () => {
 
 class LaunchedSandbox extends EventEmitter implements Launched {
   pid: number | undefined;
-  #kill: () => void;
+  #kill: (signal: NodeJS.Signals) => void;
   #killed = false;
   #ended = false;
   #holding = false;
   #started = false;
-  constructor(kill: () => void) {
+  #pendingSignal: NodeJS.Signals = 'SIGKILL';
+  constructor(kill: (signal: NodeJS.Signals) => void) {
     super();
     this.#kill = kill;
     this.setRef(true);
@@ -129,17 +144,20 @@ class LaunchedSandbox extends EventEmitter implements Launched {
     this.#holding = hold;
     holdSpawner(hold ? 1 : -1);
   }
-  kill(): void {
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.#ended) return;
+    if (this.pid !== undefined) { this.#kill(signal); return; }
+    // Not started yet: the strongest signal asked for goes as soon as it is.
+    if (!this.#killed || signal === 'SIGKILL') this.#pendingSignal = signal;
     this.#killed = true;
-    if (this.pid !== undefined) this.#kill();
   }
   /** Called by the spawner client. */
   started(pid: number): void {
     this.pid = pid;
     this.#started = true;
     if (this.#holding) { this.#holding = false; holdSpawner(-1); }
-    if (this.#killed) this.#kill();
+    this.emit('spawn');
+    if (this.#killed) this.#kill(this.#pendingSignal);
   }
   ended(code: number | null, signal: string | null): void {
     if (this.#ended) return;
@@ -170,12 +188,14 @@ function startSpawner(): ChildProcess {
     const l = launched.get(m.id);
     if (l === undefined) { handle?.destroy(); return; }
     switch (m.op) {
-      case 'channel':
-        l.started(m.pid);
-        if (handle !== undefined) l.emit('channel', handle);
+      case 'pipe':
+        if (handle === undefined) return;
+        l.emit('pipe', m.fd, handle);
+        if (m.fd === 3) l.emit('channel', handle);
+        else if (m.fd === 2) l.emit('stderr', handle);
         return;
-      case 'stderr':
-        if (handle !== undefined) l.emit('stderr', handle);
+      case 'started':
+        l.started(m.pid);
         return;
       case 'error':
         l.emit('error', Object.assign(new Error(m.message), m.code !== undefined ? { code: m.code } : {}));
@@ -209,9 +229,9 @@ export function launchSandbox(spec: LaunchSpec): Launched {
   if (spawner === null || !spawner.connected) spawner = startSpawner();
   const sp = spawner;
   const id = ++seq;
-  const l = new LaunchedSandbox(() => { if (sp.connected) sp.send({ op: 'kill', id } satisfies ToSpawner); });
+  const l = new LaunchedSandbox((signal) => { if (sp.connected) sp.send({ op: 'kill', id, signal } satisfies ToSpawner); });
   launched.set(id, l);
-  sp.send({ op: 'spawn', id, argv: spec.argv, env: spec.env, seccompFile: spec.seccompFile } satisfies ToSpawner);
+  sp.send({ op: 'spawn', id, argv: spec.argv, env: spec.env, seccompFile: spec.seccompFile, stdio: spec.stdio ?? SANDBOX_STDIO } satisfies ToSpawner);
   return l;
 }
 
