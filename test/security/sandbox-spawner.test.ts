@@ -1,5 +1,5 @@
-// Sandboxes are started by a small helper process, the spawner (src/runtime/sandbox/spawner.ts),
-// so that the fork behind each start does not stall the host. It must hold nothing secret, and
+// Sandboxes (an isolate's, a plugin's) are started by a small helper process, the spawner
+// (src/runtime/sandbox/spawner.ts), so that the fork behind each start does not stall the host. It must hold nothing secret, and
 // losing it must not lose the host: its sandboxes end with it, their requests fail cleanly,
 // and the next request starts a new spawner and a new sandbox.
 import { after, before, describe, it } from 'node:test';
@@ -9,6 +9,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { probeSandbox } from '../../src/runtime/sandbox/bwrap.js';
+import { launchProcess, type LaunchedProcess, type ProcessSpec } from '../../src/runtime/sandbox/launched-process.js';
 import { get, sleep, startHost, type TestHost } from '../helpers/host.js';
 
 const availability = await probeSandbox();
@@ -94,5 +95,72 @@ describe('the sandbox spawner', { skip }, () => {
     assert.notEqual(now[0]!.pid, spawner.pid);
     // A neighbour of the host is unaffected and the host logged what happened to the instance.
     assert.ok(t.logs.some((l) => /stopped|exited|crash/i.test(String(l.msg)) && String(l.fn ?? '').startsWith('counter@')), JSON.stringify(t.logs.slice(-5)));
+  });
+});
+
+// A plugin's process started through the spawner (src/runtime/sandbox/launched-process.ts):
+// real processes, no sandbox needed to see the pipes, signals and events behave as a
+// ChildProcess's would.
+describe('a process launched through the spawner', () => {
+  const PIPES = ['pipe', 'pipe', 'pipe', 'ignore'] as const;
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const events = (p: LaunchedProcess): Promise<string[]> => new Promise((resolve) => {
+    const seen: string[] = [];
+    p.on('spawn', () => seen.push('spawn'));
+    p.on('error', (e: Error) => seen.push(`error ${e.message}`));
+    p.on('exit', (code, signal) => seen.push(`exit ${code} ${signal}`));
+    p.on('close', () => { seen.push('close'); resolve(seen); });
+  });
+  const text = (s: NodeJS.ReadableStream | null): Promise<string> => new Promise((resolve) => {
+    let out = '';
+    s!.setEncoding('utf8');
+    s!.on('data', (c: string) => { out += c; });
+    s!.on('end', () => resolve(out));
+  });
+
+  it('has working pipes from the start: stdin written before it started reaches it, stdout and stderr come back', async () => {
+    const p = launchProcess(PIPES, { argv: ['/bin/sh', '-c', 'read x; echo "got $x"; echo oops >&2'], env, seccompFile: null, stdio: PIPES });
+    const seen = events(p);
+    p.stdin!.write('abc\n'); // before the spawner handed over the pipe
+    const [out, err] = await Promise.all([text(p.stdout), text(p.stderr)]);
+    assert.equal(out, 'got abc\n');
+    assert.equal(err, 'oops\n');
+    assert.deepEqual(await seen, ['spawn', 'exit 0 null', 'close']);
+    assert.ok(p.pid !== undefined && p.pid > 0);
+    assert.ok(!childrenOf(process.pid).some((c) => c.pid === p.pid), 'not a child of this process');
+  });
+
+  it('takes a signal: SIGTERM ends it as ChildProcess.kill does', async () => {
+    const p = launchProcess(PIPES, { argv: ['/bin/sleep', '30'], env, seccompFile: null, stdio: PIPES });
+    const seen = events(p);
+    await new Promise((r) => p.once('spawn', r));
+    assert.equal(p.kill(), true);
+    assert.deepEqual(await seen, ['spawn', 'exit null SIGTERM', 'close']);
+    assert.equal(p.signalCode, 'SIGTERM');
+    assert.equal(p.kill(), false, 'nothing left to signal');
+  });
+
+  it('a program that does not exist is an error with no pid and no exit, then close', async () => {
+    const p = launchProcess(PIPES, { argv: ['/nonexistent/program'], env, seccompFile: null, stdio: PIPES });
+    const seen = await events(p);
+    assert.equal(seen.length, 2, JSON.stringify(seen));
+    assert.match(seen[0]!, /^error .*ENOENT/);
+    assert.equal(seen[1], 'close');
+    assert.equal(p.pid, undefined);
+  });
+
+  it('a spec still being prepared: a failure is an error; a kill before it arrives means it never starts', async () => {
+    const failed = launchProcess(PIPES, Promise.reject(new Error('staging failed')));
+    assert.deepEqual(await events(failed), ['error staging failed', 'close']);
+
+    let cleaned = 0;
+    let arrive: (s: ProcessSpec) => void = () => undefined;
+    const p = launchProcess(PIPES, new Promise<ProcessSpec>((r) => { arrive = r; }));
+    const seen = events(p);
+    p.kill('SIGKILL');
+    arrive({ argv: ['/bin/sleep', '30'], env, seccompFile: null, stdio: PIPES, cleanup: () => { cleaned++; } });
+    assert.deepEqual(await seen, ['exit null SIGKILL', 'close']);
+    assert.equal(p.pid, undefined, 'never started');
+    assert.equal(cleaned, 1);
   });
 });

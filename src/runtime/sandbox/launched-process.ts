@@ -5,9 +5,13 @@
  *
  * It looks like the part of a `ChildProcess` the plugin runtime uses ({@link PluginProcess}):
  * `stdin`, `stdout`, `stderr` and `stdio[3]` are streams from the start, joined to the real
- * pipes when the spawner hands them over (what is written to `stdin` before that waits), and
- * the events follow Node's: `'spawn'`, then `'exit'` (code, signal) and `'close'`; a spawn that
- * fails is `'error'` with no pid and no `'exit'` (then `'close'`).
+ * pipes when the spawner hands them over (what is written to `stdin` before that waits). It
+ * keeps the event loop alive until it exits. The events follow Node's: `'spawn'`, `'exit'`
+ * (code, signal), then at once `'close'` (its pipes end on their own, once read to their end);
+ * a spawn that fails is `'error'` with no pid and no `'exit'`, then `'close'`. The spec may
+ * still be on its way (a promise: files to stage, a runtime to prepare): a rejected one is such
+ * an `'error'`, and a `kill` before it arrives ends the process before it starts (`'exit'` with
+ * the signal).
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
@@ -34,6 +38,13 @@ export interface PluginProcess extends EventEmitter {
   kill(signal?: NodeJS.Signals): boolean;
 }
 
+/** How to start one process: the spawner's launch, with a pipe layout and what to do at its end. */
+export interface ProcessSpec extends LaunchSpec {
+  readonly stdio: readonly StdioSlot[];
+  /** Called once at `'close'`, whatever ended it (cgroups to remove). */
+  readonly cleanup?: () => void;
+}
+
 /** See the module doc. Start one with {@link launchProcess}. */
 export class LaunchedProcess extends EventEmitter implements PluginProcess {
   readonly stdin: Writable | null;
@@ -42,17 +53,44 @@ export class LaunchedProcess extends EventEmitter implements PluginProcess {
   readonly stdio: readonly (Readable | Writable | null)[];
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
-  readonly #launched: ReturnType<typeof launchSandbox>;
+  #launched: ReturnType<typeof launchSandbox> | null = null;
+  /** A signal asked for before the spec arrived. */
+  #early: NodeJS.Signals | null = null;
 
-  constructor(spec: LaunchSpec & { stdio: readonly StdioSlot[] }) {
+  /** `slots`: the layout of fds 0 to 3, known before the spec itself. */
+  constructor(slots: readonly StdioSlot[], spec: ProcessSpec | Promise<ProcessSpec>) {
     super();
-    const slots = spec.stdio;
     const stdio: (PassThrough | null)[] = [0, 1, 2, 3].map((n) => (slots[n] === 'pipe' ? new PassThrough() : null));
     this.stdio = stdio;
     this.stdin = stdio[0] ?? null;
     this.stdout = stdio[1] ?? null;
     this.stderr = stdio[2] ?? null;
-    const launched = launchSandbox(spec);
+    if (!(spec instanceof Promise)) { this.#start(spec, stdio); return; }
+    spec.then(
+      (s) => {
+        if (this.#early === null) { this.#start(s, stdio); return; }
+        // Killed while it was being prepared: it never starts.
+        s.cleanup?.();
+        this.signalCode = this.#early;
+        this.emit('exit', null, this.#early);
+        this.#endPipes(stdio, new Set());
+        this.emit('close', null, this.#early);
+      },
+      (err: unknown) => {
+        this.emit('error', err instanceof Error ? err : new Error(String(err)));
+        this.#endPipes(stdio, new Set());
+        this.emit('close', null, null);
+      },
+    );
+  }
+
+  #endPipes(stdio: readonly (PassThrough | null)[], joined: ReadonlySet<number>): void {
+    stdio.forEach((s, fd) => { if (s !== null && !joined.has(fd)) s.end(); });
+  }
+
+  #start(spec: ProcessSpec, stdio: readonly (PassThrough | null)[]): void {
+    // Like a ChildProcess, it keeps the event loop alive until it exits.
+    const launched = launchSandbox({ ...spec, refUntilExit: true });
     this.#launched = launched;
     const joined = new Set<number>();
     launched.on('pipe', (fd: number, socket: Socket) => {
@@ -82,24 +120,32 @@ export class LaunchedProcess extends EventEmitter implements PluginProcess {
         this.emit('exit', code, signal);
       }
       // A pipe that never arrived (the spawn failed) ends here; the others end with their socket.
-      stdio.forEach((s, fd) => { if (s !== null && !joined.has(fd)) s.end(); });
+      this.#endPipes(stdio, joined);
+      spec.cleanup?.();
       this.emit('close', code, signal);
     });
   }
 
-  get pid(): number | undefined { return this.#launched.pid; }
+  get pid(): number | undefined { return this.#launched?.pid; }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
     if (this.exitCode !== null || this.signalCode !== null) return false;
-    this.#launched.kill(signal);
+    if (this.#launched !== null) this.#launched.kill(signal);
+    else if (this.#early === null || signal === 'SIGKILL') this.#early = signal;
     return true;
   }
 }
 
+/** The pipe layout every plugin sandbox has: stdin, stdout, stderr, and fd 3 for a native plugin. */
+export function pluginStdio(native: boolean): readonly StdioSlot[] {
+  return ['pipe', 'pipe', 'pipe', native ? 'pipe' : 'ignore'];
+}
+
 /**
- * Start `spec.argv` through the spawner with pipes on `spec.stdio` (fds 0 to 3) and
- * `spec.seccompFile` as fd 4. Never throws: a failure is the result's `'error'` event.
+ * Start `spec.argv` through the spawner with pipes on `slots` (fds 0 to 3; the spec's own
+ * `stdio` must say the same) and `spec.seccompFile` as fd 4; `spec` may still be on its way.
+ * Never throws: a failure is the result's `'error'` event.
  */
-export function launchProcess(spec: LaunchSpec & { stdio: readonly StdioSlot[] }): LaunchedProcess {
-  return new LaunchedProcess(spec);
+export function launchProcess(slots: readonly StdioSlot[], spec: ProcessSpec | Promise<ProcessSpec>): LaunchedProcess {
+  return new LaunchedProcess(slots, spec);
 }

@@ -21,7 +21,8 @@
  * what the manifest gives, FEZZ_HOST (the relay), FEZZ_TOKEN (the runtime's scoped ABI token),
  * and PATH, HOME, TMPDIR, LANG of its own; never a command line.
  */
-import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, linkSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { cp } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +32,7 @@ import { sandboxCommand, INBOX_MOUNT } from './bwrap.js';
 import { makeSandboxCgroups, removeCgroups } from './cgroup.js';
 import { seccompFilter } from './seccomp.js';
 import { sandboxRootDir } from './sandbox-runtime.js';
-import { launchProcess, type PluginProcess } from './launched-process.js';
+import { launchProcess, pluginStdio, type PluginProcess, type ProcessSpec } from './launched-process.js';
 import { startEgressProxy, type EgressProxy } from '../../egress/proxy.js';
 import { EGRESS_SOCKET } from '../../egress/connector.js';
 
@@ -50,18 +51,29 @@ const SANDBOX_PROXY = `http://127.0.0.1:${SANDBOX_EGRESS_PORT}`;
 const LAUNCHER_HEAP_MB = 64;
 
 let runtimeDir: string | null = null;
+let runtimeDirPending: Promise<string> | null = null;
 let warnedNoPids = false;
 let homes = 0;
 
 /**
- * The plugin runtime directory (bundled and copied on first call).
- * @throws an esbuild error, or a file system error if koffi cannot be copied.
+ * The plugin runtime directory, bundled and copied on the first call (~90 ms of esbuild and
+ * copying, off the event loop), the same promise after; a failed preparation is tried again
+ * by the next call.
+ * @throws (rejects) an esbuild error, or a file system error if koffi cannot be copied.
  */
-export function pluginRuntimeDir(): string {
-  if (runtimeDir !== null) return runtimeDir;
+export function pluginRuntimeDir(): Promise<string> {
+  if (runtimeDir !== null) return Promise.resolve(runtimeDir);
+  runtimeDirPending ??= preparePluginRuntime().then(
+    (dir) => { runtimeDir = dir; return dir; },
+    (err: unknown) => { runtimeDirPending = null; throw err; },
+  );
+  return runtimeDirPending;
+}
+
+async function preparePluginRuntime(): Promise<string> {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
   const dir = path.join(sandboxRootDir(), 'plugin-runtime');
-  esbuild.buildSync({
+  await esbuild.build({
     entryPoints: { 'plugin-entry': fileURLToPath(new URL(`./plugin-entry${ext}`, import.meta.url)) },
     bundle: true,
     format: 'esm',
@@ -76,13 +88,12 @@ export function pluginRuntimeDir(): string {
   // src/koffi/: copy both packages side by side, as npm lays them out.
   const koffiDir = path.dirname(fileURLToPath(import.meta.resolve('koffi')));
   const modules = path.join(dir, 'node_modules');
-  cpSync(koffiDir, path.join(modules, 'koffi'), { recursive: true, dereference: true });
+  await cp(koffiDir, path.join(modules, 'koffi'), { recursive: true, dereference: true });
   const nativePkg = path.join(koffiDir, '..', '@koromix', `koffi-${process.platform}-${process.arch}`);
   try {
-    cpSync(nativePkg, path.join(modules, '@koromix', path.basename(nativePkg)), { recursive: true, dereference: true });
+    await cp(nativePkg, path.join(modules, '@koromix', path.basename(nativePkg)), { recursive: true, dereference: true });
   } catch { /* older koffi: the native module is inside its own package */ }
   chmodTree(dir);
-  runtimeDir = dir;
   return dir;
 }
 
@@ -207,13 +218,23 @@ export class PluginSandboxHome {
    * Start one sandboxed child with `env` (its environment, never on a command line), through
    * the spawner process (launched-process.ts: the host does not fork). stdio: 0-2 pipes
    * (request ids in; logs out), fd 3 a pipe for `native` (the plugin host's results).
-   * Cleans up its cgroups at its exit.
-   * @throws if staging or bundling fails (a spawn failure comes as the child's 'error').
+   * Cleans up its cgroups at its exit. The first start of a host waits for the plugin runtime
+   * to be prepared ({@link pluginRuntimeDir}), without holding up the event loop.
+   * @throws if staging fails (a failed preparation or spawn comes as the child's 'error').
    */
   spawn(env: Record<string, string>): PluginProcess {
     if (this.#closed) throw new Error('plugin sandbox closed');
+    const slots = pluginStdio(this.#o.kind === 'native');
+    if (runtimeDir !== null) return launchProcess(slots, this.#launchSpec(runtimeDir, env));
+    return launchProcess(slots, pluginRuntimeDir().then((dir) => {
+      if (this.#closed) throw new Error('plugin sandbox closed');
+      return this.#launchSpec(dir, env);
+    }));
+  }
+
+  /** How to launch one sandbox of this plugin on the runtime in `runtime`; stages its files and makes its cgroups. */
+  #launchSpec(runtime: string, env: Record<string, string>): ProcessSpec {
     const o = this.#o;
-    const runtime = pluginRuntimeDir();
     this.#listen();
     if (this.#app === null) {
       const app = path.join(this.#dir, `app-${++this.#appSeq}`);
@@ -243,12 +264,11 @@ export class PluginSandboxHome {
     };
     // The spawner opens the seccomp filter as the launcher's fd 4, and kills the sandbox if the
     // host goes, even one that crashes (setpriv breaks --die-with-parent's chain).
-    const child = launchProcess({
+    return {
       argv, env: childEnv, seccompFile: filter.file,
-      stdio: ['pipe', 'pipe', 'pipe', o.kind === 'native' ? 'pipe' : 'ignore'],
-    });
-    child.once('close', () => removeCgroups(cgroups.dirs));
-    return child;
+      stdio: pluginStdio(o.kind === 'native'),
+      cleanup: () => removeCgroups(cgroups.dirs),
+    };
   }
 
   /** Stop the sockets and remove the files (after the children are gone). */

@@ -45,6 +45,12 @@ export interface LaunchSpec {
    * @default ['ignore', 'ignore', 'pipe', 'pipe'] (an isolate sandbox: stderr and its channel)
    */
   stdio?: readonly StdioSlot[];
+  /**
+   * Keep the host's event loop alive until the process exits, as a ChildProcess does (a
+   * plugin's), instead of only until its pipes arrive (an isolate sandbox's, whose channel
+   * then does it). @default false
+   */
+  refUntilExit?: boolean;
 }
 
 /** One of a launched process's fds 0 to 3. */
@@ -74,7 +80,7 @@ type ToSpawner =
   | { op: 'spawn'; id: number; argv: string[]; env: Record<string, string>; seccompFile: string | null; stdio: readonly StdioSlot[] }
   | { op: 'kill'; id: number; signal: NodeJS.Signals };
 type FromSpawner =
-  | { op: 'pipe'; id: number; fd: number }
+  | { op: 'pipe'; id: number; fd: number; pid: number }
   | { op: 'started'; id: number; pid: number }
   | { op: 'exit'; id: number; code: number | null; signal: string | null }
   | { op: 'error'; id: number; message: string; code?: string };
@@ -116,7 +122,11 @@ process.on('message', (m) => {
     children.delete(m.id);
     if (!failed) process.send({ op: 'exit', id: m.id, code, signal });
   });
-  for (const n of [3, 0, 1, 2]) if (m.stdio[n] === 'pipe') process.send({ op: 'pipe', id: m.id, fd: n }, c.stdio[n]);
+  // The spawner must not read what the sandbox writes before its pipe reaches the host (the
+  // handles go one at a time, each after the host's ack): stop reading now, in the same tick
+  // as the spawn, so every byte stays in the pipe for the host.
+  for (const n of [1, 2, 3]) { const s = c.stdio[n]; if (s && s._handle && typeof s._handle.readStop === 'function') s._handle.readStop(); }
+  for (const n of [3, 0, 1, 2]) if (m.stdio[n] === 'pipe') process.send({ op: 'pipe', id: m.id, fd: n, pid: c.pid }, c.stdio[n]);
   process.send({ op: 'started', id: m.id, pid: c.pid });
 });
 process.on('disconnect', () => {
@@ -133,13 +143,15 @@ class LaunchedSandbox extends EventEmitter implements Launched {
   #holding = false;
   #started = false;
   #pendingSignal: NodeJS.Signals = 'SIGKILL';
-  constructor(kill: (signal: NodeJS.Signals) => void) {
+  readonly #untilExit: boolean;
+  constructor(kill: (signal: NodeJS.Signals) => void, untilExit: boolean) {
     super();
     this.#kill = kill;
+    this.#untilExit = untilExit;
     this.setRef(true);
   }
   setRef(ref: boolean): void {
-    const hold = ref && !this.#started && !this.#ended;
+    const hold = ref && (this.#untilExit || !this.#started) && !this.#ended;
     if (hold === this.#holding) return;
     this.#holding = hold;
     holdSpawner(hold ? 1 : -1);
@@ -152,12 +164,17 @@ class LaunchedSandbox extends EventEmitter implements Launched {
     this.#killed = true;
   }
   /** Called by the spawner client. */
-  started(pid: number): void {
+  /** Its pid is known (it runs; its pipes are on their way): a kill asked for meanwhile goes now. */
+  running(pid: number): void {
+    if (this.pid !== undefined) return;
     this.pid = pid;
-    this.#started = true;
-    if (this.#holding) { this.#holding = false; holdSpawner(-1); }
-    this.emit('spawn');
     if (this.#killed) this.#kill(this.#pendingSignal);
+  }
+  started(pid: number): void {
+    this.#started = true;
+    if (this.#holding && !this.#untilExit) { this.#holding = false; holdSpawner(-1); }
+    this.emit('spawn');
+    this.running(pid);
   }
   ended(code: number | null, signal: string | null): void {
     if (this.#ended) return;
@@ -189,6 +206,7 @@ function startSpawner(): ChildProcess {
     if (l === undefined) { handle?.destroy(); return; }
     switch (m.op) {
       case 'pipe':
+        l.running(m.pid);
         if (handle === undefined) return;
         l.emit('pipe', m.fd, handle);
         if (m.fd === 3) l.emit('channel', handle);
@@ -229,7 +247,7 @@ export function launchSandbox(spec: LaunchSpec): Launched {
   if (spawner === null || !spawner.connected) spawner = startSpawner();
   const sp = spawner;
   const id = ++seq;
-  const l = new LaunchedSandbox((signal) => { if (sp.connected) sp.send({ op: 'kill', id, signal } satisfies ToSpawner); });
+  const l = new LaunchedSandbox((signal) => { if (sp.connected) sp.send({ op: 'kill', id, signal } satisfies ToSpawner); }, spec.refUntilExit === true);
   launched.set(id, l);
   sp.send({ op: 'spawn', id, argv: spec.argv, env: spec.env, seccompFile: spec.seccompFile, stdio: spec.stdio ?? SANDBOX_STDIO } satisfies ToSpawner);
   return l;
