@@ -7,7 +7,6 @@
  * `ERR_WORKER_OUT_OF_MEMORY` first, as a worker's would be. Its stdout is /dev/null; the tail
  * of its stderr (4 KiB) is kept for the error message of an unexpected exit.
  */
-import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Socket } from 'node:net';
 import { seccompFilter } from './seccomp.js';
@@ -17,41 +16,11 @@ import { encodeFrame, FrameDecoder } from './framing.js';
 import { launchEnv, sandboxCommand, type SandboxSpec } from './bwrap.js';
 import { killCgroupMembers, makeSandboxCgroups, removeCgroups } from './cgroup.js';
 import { newInbox, releaseSandboxInbox, sandboxRuntimeDir } from './sandbox-runtime.js';
-import { launchedPids, launchSandbox, type Launched } from './spawner.js';
+import { launchSandbox, type Launched } from './spawner.js';
 import type { InstanceTransport } from '../isolate/protocol.js';
 
 const STDERR_TAIL = 4096;
 
-/**
- * Every plugin sandbox still running (plugin-sandbox.ts spawns those itself), so that none
- * outlives the host: bwrap's --die-with-parent is not enough once setpriv changed the
- * launcher's uid (seen: orphaned bwrap processes after a host exited with spares up). On the
- * host's exit they are killed, synchronously, with every function sandbox the spawner started
- * (which also kills them when the host's IPC channel to it closes).
- */
-const live = new Set<ChildProcess>();
-let exitHook = false;
-/**
- * Kill `child` (a sandbox launcher: sh, setpriv or bwrap) when the host process exits, however
- * it exits; forgotten at its own 'close'.
- */
-export function trackSandboxChild(child: ChildProcess): void {
-  live.add(child);
-  ensureExitHook();
-  child.once('close', () => live.delete(child));
-}
-function ensureExitHook(): void {
-  if (exitHook) return;
-  exitHook = true;
-  process.once('exit', () => {
-    for (const c of live) {
-      try { c.kill('SIGKILL'); } catch { /* already gone */ }
-    }
-    for (const pid of launchedPids()) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
-    }
-  });
-}
 let warnedNoSeccomp = false;
 
 export class SandboxProcess extends EventEmitter implements InstanceTransport {
@@ -88,7 +57,6 @@ export class SandboxProcess extends EventEmitter implements InstanceTransport {
     const spec: SandboxSpec = { runtimeDir, inbox: this.inbox, memoryMb, readPaths, cgroupDirs, pidsCgroup: cgroups.pids, ...(filter.file !== null ? { seccompFd: 4 } : {}) };
     const launched = launchSandbox({ argv: sandboxCommand(spec), env: launchEnv(), seccompFile: filter.file });
     this.#launched = launched;
-    ensureExitHook();
     // What the sandbox sends is untrusted: a frame larger than twice its memory limit (32 MiB
     // at least) ends it, before the host buffers it.
     const maxFrame = Math.max(32, 2 * memoryMb) * 1024 * 1024;

@@ -15,10 +15,12 @@
  * when it ends, its exit code or signal. The host talks to the sandbox over those directly, as
  * before: the spawner only spawns, signals (on request) and reports exits.
  *
- * Lifetime: the spawner is unref'd (it never keeps the host alive) and exits when its IPC
+ * Lifetime: the spawner is unref'd (it keeps the host alive only while a sandbox's pipes are on
+ * their way, and while a plugin's sandbox runs, as a ChildProcess would) and exits when its IPC
  * channel closes, which is when the host exits, however it exits (even SIGKILL). It kills
  * every sandbox it started first, and the sandboxes' launchers have `--pdeathsig KILL` on the
- * spawner (bwrap.ts), so none outlives it. If the spawner cannot be started or dies, the
+ * spawner (bwrap.ts), so none outlives it. An exiting host also kills them itself, last
+ * (launchers whose uid setpriv changed outlived a host through --die-with-parent alone). If the spawner cannot be started or dies, the
  * sandboxes it had report an exit (code 1, "the spawner stopped") and the next start
  * starts a new spawner.
  *
@@ -245,12 +247,25 @@ function startSpawner(): ChildProcess {
  */
 export function launchSandbox(spec: LaunchSpec): Launched {
   if (spawner === null || !spawner.connected) spawner = startSpawner();
+  ensureExitHook();
   const sp = spawner;
   const id = ++seq;
   const l = new LaunchedSandbox((signal) => { if (sp.connected) sp.send({ op: 'kill', id, signal } satisfies ToSpawner); }, spec.refUntilExit === true);
   launched.set(id, l);
   sp.send({ op: 'spawn', id, argv: spec.argv, env: spec.env, seccompFile: spec.seccompFile, stdio: spec.stdio ?? SANDBOX_STDIO } satisfies ToSpawner);
   return l;
+}
+
+let exitHook = false;
+/** On the host's exit, SIGKILL every sandbox still running, synchronously (see the module doc). */
+function ensureExitHook(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const pid of launchedPids()) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+  });
 }
 
 /** Pids of every sandbox launched and not yet ended (for the host's last-resort kill at exit). */
