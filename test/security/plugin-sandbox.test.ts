@@ -15,12 +15,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { EXAMPLES, startHost, type TestHost } from '../helpers/host.js';
+import { childrenOf } from '../helpers/procs.js';
 import { probeSandbox } from '../../src/runtime/sandbox/bwrap.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -68,20 +69,6 @@ describe('sandboxed plugins: the example plugins work unchanged (issue 11)', { s
   });
 });
 
-/** Running direct children of `pid`, with their command lines (from /proc). */
-function childrenOf(pid: number): Array<{ pid: number; cmd: string[] }> {
-  const out: Array<{ pid: number; cmd: string[] }> = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) !== pid || state === 'Z' || state === 'X') continue;
-      out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '') });
-    } catch { /* gone meanwhile */ }
-  }
-  return out;
-}
 
 describe('sandboxed plugins: a hostile plugin cannot escape (issue 11)', { skip }, () => {
   let tmp: string;

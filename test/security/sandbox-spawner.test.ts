@@ -4,35 +4,19 @@
 // and the next request starts a new spawner and a new sandbox.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { probeSandbox } from '../../src/runtime/sandbox/bwrap.js';
 import { launchProcess, type LaunchedProcess, type ProcessSpec } from '../../src/runtime/sandbox/launched-process.js';
 import { get, sleep, startHost, type TestHost } from '../helpers/host.js';
+import { childrenOf } from '../helpers/procs.js';
 
 const availability = await probeSandbox();
 if (!availability.ok && process.env.CI === 'true') throw new Error(`CI: bubblewrap must run here: ${availability.reason}`);
 const skip = availability.ok ? false : `bubblewrap cannot run here: ${availability.reason}`;
 
-/**
- * Direct children of `pid` that are still running, with their command lines (from /proc).
- * An exited child its parent has not reaped yet (state Z or X, empty command line) is left out.
- */
-function childrenOf(pid: number): Array<{ pid: number; cmd: string[] }> {
-  const out: Array<{ pid: number; cmd: string[] }> = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) !== pid || state === 'Z' || state === 'X') continue;
-      out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '') });
-    } catch { /* gone meanwhile */ }
-  }
-  return out;
-}
 
 const alive = (pid: number): boolean => {
   try {
