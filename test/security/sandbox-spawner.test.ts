@@ -103,7 +103,7 @@ describe('a process launched through the spawner', () => {
   });
 
   it('has working pipes from the start: stdin written before it started reaches it, stdout and stderr come back', async () => {
-    const p = launchProcess(PIPES, { argv: ['/bin/sh', '-c', 'read x; echo "got $x"; echo oops >&2'], env, seccompFile: null, stdio: PIPES });
+    const p = launchProcess(PIPES, { argv: ['/bin/sh', '-c', 'read x; echo "got $x"; echo oops >&2'], env, seccompFile: null });
     const seen = events(p);
     p.stdin!.write('abc\n'); // before the spawner handed over the pipe
     const [out, err] = await Promise.all([text(p.stdout), text(p.stderr)]);
@@ -115,7 +115,7 @@ describe('a process launched through the spawner', () => {
   });
 
   it('takes a signal: SIGTERM ends it as ChildProcess.kill does', async () => {
-    const p = launchProcess(PIPES, { argv: ['/bin/sleep', '30'], env, seccompFile: null, stdio: PIPES });
+    const p = launchProcess(PIPES, { argv: ['/bin/sleep', '30'], env, seccompFile: null });
     const seen = events(p);
     await new Promise((r) => p.once('spawn', r));
     assert.equal(p.kill(), true);
@@ -125,7 +125,7 @@ describe('a process launched through the spawner', () => {
   });
 
   it('a program that does not exist is an error with no pid and no exit, then close', async () => {
-    const p = launchProcess(PIPES, { argv: ['/nonexistent/program'], env, seccompFile: null, stdio: PIPES });
+    const p = launchProcess(PIPES, { argv: ['/nonexistent/program'], env, seccompFile: null });
     const seen = await events(p);
     assert.equal(seen.length, 2, JSON.stringify(seen));
     assert.match(seen[0]!, /^error .*ENOENT/);
@@ -142,7 +142,7 @@ describe('a process launched through the spawner', () => {
     const p = launchProcess(PIPES, new Promise<ProcessSpec>((r) => { arrive = r; }));
     const seen = events(p);
     p.kill('SIGKILL');
-    arrive({ argv: ['/bin/sleep', '30'], env, seccompFile: null, stdio: PIPES, cleanup: () => { cleaned++; } });
+    arrive({ argv: ['/bin/sleep', '30'], env, seccompFile: null, cleanup: () => { cleaned++; } });
     assert.deepEqual(await seen, ['exit null SIGKILL', 'close']);
     assert.equal(p.pid, undefined, 'never started');
     assert.equal(cleaned, 1);

@@ -38,9 +38,8 @@ export interface PluginProcess extends EventEmitter {
   kill(signal?: NodeJS.Signals): boolean;
 }
 
-/** How to start one process: the spawner's launch, with a pipe layout and what to do at its end. */
-export interface ProcessSpec extends LaunchSpec {
-  readonly stdio: readonly StdioSlot[];
+/** How to start one process: the spawner's launch (its pipe layout is the process's), and what to do at its end. */
+export interface ProcessSpec extends Omit<LaunchSpec, 'stdio' | 'refUntilExit'> {
   /** Called once at `'close'`, whatever ended it (cgroups to remove). */
   readonly cleanup?: () => void;
 }
@@ -65,10 +64,10 @@ export class LaunchedProcess extends EventEmitter implements PluginProcess {
     this.stdin = stdio[0] ?? null;
     this.stdout = stdio[1] ?? null;
     this.stderr = stdio[2] ?? null;
-    if (!(spec instanceof Promise)) { this.#start(spec, stdio); return; }
+    if (!(spec instanceof Promise)) { this.#start(spec, slots, stdio); return; }
     spec.then(
       (s) => {
-        if (this.#early === null) { this.#start(s, stdio); return; }
+        if (this.#early === null) { this.#start(s, slots, stdio); return; }
         // Killed while it was being prepared: it never starts.
         s.cleanup?.();
         this.signalCode = this.#early;
@@ -88,9 +87,9 @@ export class LaunchedProcess extends EventEmitter implements PluginProcess {
     stdio.forEach((s, fd) => { if (s !== null && !joined.has(fd)) s.end(); });
   }
 
-  #start(spec: ProcessSpec, stdio: readonly (PassThrough | null)[]): void {
+  #start(spec: ProcessSpec, slots: readonly StdioSlot[], stdio: readonly (PassThrough | null)[]): void {
     // Like a ChildProcess, it keeps the event loop alive until it exits.
-    const launched = launchSandbox({ ...spec, refUntilExit: true });
+    const launched = launchSandbox({ ...spec, stdio: slots, refUntilExit: true });
     this.#launched = launched;
     const joined = new Set<number>();
     launched.on('pipe', (fd: number, socket: Socket) => {
@@ -142,8 +141,8 @@ export function pluginStdio(native: boolean): readonly StdioSlot[] {
 }
 
 /**
- * Start `spec.argv` through the spawner with pipes on `slots` (fds 0 to 3; the spec's own
- * `stdio` must say the same) and `spec.seccompFile` as fd 4; `spec` may still be on its way.
+ * Start `spec.argv` through the spawner with pipes on `slots` (fds 0 to 3) and
+ * `spec.seccompFile` as fd 4; `spec` may still be on its way.
  * Never throws: a failure is the result's `'error'` event.
  */
 export function launchProcess(slots: readonly StdioSlot[], spec: ProcessSpec | Promise<ProcessSpec>): LaunchedProcess {

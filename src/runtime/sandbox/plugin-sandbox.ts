@@ -266,7 +266,6 @@ export class PluginSandboxHome {
     // host goes, even one that crashes (setpriv breaks --die-with-parent's chain).
     return {
       argv, env: childEnv, seccompFile: filter.file,
-      stdio: pluginStdio(o.kind === 'native'),
       cleanup: () => removeCgroups(cgroups.dirs),
     };
   }
